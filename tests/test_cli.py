@@ -1,0 +1,167 @@
+"""The command line end to end (smoke profile), and every kind of bad input it must refuse clearly."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from .helpers import wmlib_cli
+
+ARTIFACTS = ["run.json", "episodes", "vae.safetensors", "vae.json", "series/packed/mu.npy", "initial_z.npz",
+             "mdnrnn.safetensors", "mdnrnn.json", "controller.safetensors", "controller.json",
+             "cmaes/state.npz", "evaluation.json"]
+
+
+def user_error(r, *needles):
+    """Exit code 2, one paragraph naming the problem, no traceback."""
+    assert r.returncode == 2, f"exit {r.returncode}, stderr:\n{r.stderr[-2000:]}"
+    assert "Traceback" not in r.stderr, r.stderr
+    for n in needles:
+        assert n in r.stderr, f"{n!r} not in: {r.stderr}"
+
+
+@pytest.fixture(scope="module", params=["doom", "carracing"])
+def smoke_run(request, tmp_path_factory):
+    env = request.param
+    run_dir = tmp_path_factory.mktemp(env) / "run"
+    wmlib_cli("run", "--env", env, "--profile", "smoke", "--run-dir", run_dir, "--no-progress", check=True)
+    return env, run_dir
+
+
+def test_run_writes_every_artifact(smoke_run):
+    env, run_dir = smoke_run
+    for a in ARTIFACTS:
+        assert (run_dir / a).exists(), f"{a} missing"
+    assert len(list((run_dir / "episodes").glob("ep_*.npz"))) == 4
+    res = json.loads((run_dir / "evaluation.json").read_text())
+    assert res["episodes"] == 2 and len(res["returns"]) == 2
+    log = [json.loads(line) for line in (run_dir / "cmaes" / "log.jsonl").read_text().splitlines()]
+    assert [r["generation"] for r in log] == [1, 2]
+    assert not list(run_dir.rglob("*.tmp")), "temporary files left behind"
+
+
+def test_evaluate_json(smoke_run):
+    env, run_dir = smoke_run
+    r = wmlib_cli("evaluate", "--env", env, "--weights", run_dir, "--episodes", "2", "--seed", "5",
+                  "--max-steps", "30", "--workers", "1", "--json", "--no-progress", check=True)
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["episodes"] == 2 and len(res["returns"]) == 2
+    assert res["mean"] == pytest.approx(np.mean(res["returns"])) and res["std"] == pytest.approx(np.std(res["returns"]))
+    assert all(s <= 30 for s in res["steps"])
+    again = json.loads(wmlib_cli("evaluate", "--env", env, "--weights", run_dir, "--episodes", "2", "--seed", "5",
+                                 "--max-steps", "30", "--workers", "1", "--json", "--no-progress",
+                                 check=True).stdout.strip().splitlines()[-1])
+    assert again["returns"] == res["returns"], "the same seed must give the same evaluation"
+
+
+def test_rerunning_a_finished_run_redoes_nothing(smoke_run):
+    env, run_dir = smoke_run
+    before = (run_dir / "vae.safetensors").stat().st_mtime_ns
+    r = wmlib_cli("run", "--env", env, "--profile", "smoke", "--run-dir", run_dir, "--no-progress", check=True)
+    assert "already trained" in r.stderr
+    assert (run_dir / "vae.safetensors").stat().st_mtime_ns == before
+
+
+# ---- bad input ------------------------------------------------------------------------------------
+
+def test_unknown_env_name():
+    r = wmlib_cli("info", "--env", "pong")
+    assert r.returncode == 2 and "carracing" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unknown_profile(tmp_path):
+    r = wmlib_cli("collect", "--env", "doom", "--profile", "huge", "--run-dir", tmp_path / "x")
+    assert r.returncode == 2 and "smoke" in r.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["collect", "--episodes", "0"], "--episodes"),
+    (["collect", "--episodes", "-3"], "--episodes"),
+    (["collect", "--workers", "-1"], "--workers"),
+    (["train-controller", "--generations", "0"], "--generations"),
+])
+def test_out_of_range_values(tmp_path, args, needle):
+    r = wmlib_cli(*args, "--env", "doom", "--profile", "smoke", "--run-dir", tmp_path / "run")
+    user_error(r, needle)
+
+
+def test_evaluate_out_of_range(smoke_run):
+    env, run_dir = smoke_run
+    user_error(wmlib_cli("evaluate", "--env", env, "--weights", run_dir, "--episodes", "0"), "--episodes")
+    user_error(wmlib_cli("evaluate", "--env", env, "--weights", run_dir, "--max-steps", "0"), "--max-steps")
+
+
+def test_missing_weights_directory(tmp_path):
+    user_error(wmlib_cli("evaluate", "--env", "doom", "--weights", tmp_path / "nope"), "does not exist")
+
+
+def test_half_written_run_directory(smoke_run, tmp_path):
+    env, run_dir = smoke_run
+    half = tmp_path / "half"
+    shutil.copytree(run_dir, half)
+    (half / "controller.safetensors").unlink()
+    user_error(wmlib_cli("evaluate", "--env", env, "--weights", half, "--episodes", "1"),
+               "controller.safetensors", "train-controller")
+    (half / "vae.safetensors").unlink()
+    user_error(wmlib_cli("train-mdnrnn", "--env", env, "--profile", "smoke", "--run-dir", half),
+               "vae.safetensors", "train-vae")
+
+
+def test_stage_before_its_input(tmp_path):
+    user_error(wmlib_cli("train-vae", "--env", "doom", "--profile", "smoke", "--run-dir", tmp_path / "new"),
+               "no episode files", "collect")
+
+
+def test_weights_of_the_other_env(smoke_run):
+    env, run_dir = smoke_run
+    other = "carracing" if env == "doom" else "doom"
+    user_error(wmlib_cli("evaluate", "--env", other, "--weights", run_dir, "--episodes", "1"),
+               f"trained for env '{env}'", f"--env {env}")
+
+
+def test_checkpoint_of_the_wrong_shape(smoke_run, tmp_path):
+    env, run_dir = smoke_run
+    bad = tmp_path / "bad"
+    shutil.copytree(run_dir, bad)
+    meta = json.loads((bad / "mdnrnn.json").read_text())
+    meta["config"]["hidden_size"] = 64
+    (bad / "mdnrnn.json").write_text(json.dumps(meta))
+    user_error(wmlib_cli("evaluate", "--env", env, "--weights", bad, "--episodes", "1"), "mdnrnn", "does not match")
+
+
+def test_corrupt_checkpoint(smoke_run, tmp_path):
+    env, run_dir = smoke_run
+    bad = tmp_path / "bad"
+    shutil.copytree(run_dir, bad)
+    data = (bad / "vae.safetensors").read_bytes()
+    (bad / "vae.safetensors").write_bytes(data[: len(data) // 3])
+    user_error(wmlib_cli("evaluate", "--env", env, "--weights", bad, "--episodes", "1"), "vae.safetensors", "corrupt")
+
+
+def test_corrupt_episode_file(smoke_run, tmp_path):
+    env, run_dir = smoke_run
+    bad = tmp_path / "bad"
+    shutil.copytree(run_dir, bad)
+    for f in ("vae.safetensors", "vae.json", "vae.train.pt"):
+        (bad / f).unlink()
+    ep = bad / "episodes" / "ep_000001.npz"
+    ep.write_bytes(ep.read_bytes()[:1000])
+    user_error(wmlib_cli("train-vae", "--env", env, "--profile", "smoke", "--run-dir", bad), "ep_000001.npz",
+               "Delete it")
+
+
+def test_run_directory_of_another_profile(smoke_run):
+    env, run_dir = smoke_run
+    user_error(wmlib_cli("collect", "--env", env, "--profile", "default", "--run-dir", run_dir),
+               "profile", "smoke")
+
+
+def test_run_directory_that_is_not_a_run(tmp_path):
+    (tmp_path / "stuff.txt").write_text("mine")
+    user_error(wmlib_cli("collect", "--env", "doom", "--profile", "smoke", "--run-dir", tmp_path),
+               "not a wmlib run directory")
+
+
+def test_corrupt_run_json(tmp_path):
+    (tmp_path / "run.json").write_text("{not json")
+    user_error(wmlib_cli("collect", "--env", "doom", "--profile", "smoke", "--run-dir", tmp_path), "run.json")

@@ -1,0 +1,87 @@
+"""The real environments as V and C see them: 64x64x3 uint8 frames, controller actions in [-1, 1]."""
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from wmlib.envs import carracing_action, doom_direction, make_env
+from wmlib.errors import WMError
+
+
+@pytest.fixture(scope="module", params=["carracing", "doom"])
+def env(request):
+    e = make_env(request.param, max_steps=40)
+    yield request.param, e
+    e.close()
+
+
+def test_frames_are_64x64x3_uint8(env):
+    name, e = env
+    frame, _ = e.reset(seed=1)
+    assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
+    assert e.observation_space.contains(frame)
+    frames = [frame]
+    for _ in range(30):
+        frame, reward, terminated, truncated, _ = e.step(e.action_space.sample())
+        assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8 and isinstance(reward, float)
+        frames.append(frame)
+        if terminated or truncated:
+            break
+    frames = np.stack(frames)
+    assert frames.std() > 5, "frames are blank"
+    assert np.abs(np.diff(frames.astype(int), axis=0)).sum() > 0, "the picture never changes"
+
+
+def test_same_seed_same_frames(env):
+    name, e = env
+    runs = []
+    for _ in range(2):
+        f, _ = e.reset(seed=7)
+        seq = [f]
+        for t in range(10):
+            f, *_ = e.step(np.full(e.action_space.shape, 0.5 if t % 2 else -0.5, np.float32))
+            seq.append(f)
+        runs.append(np.stack(seq))
+    assert np.array_equal(runs[0], runs[1])
+
+
+def test_wrapped_envs_pass_gymnasium_checker(env):
+    name, e = env
+    check_env(e, skip_render_check=True)
+
+
+def test_time_limit():
+    e = make_env("doom", max_steps=5)
+    e.reset(seed=0)
+    for t in range(5):
+        _, _, terminated, truncated, _ = e.step(np.zeros(1, np.float32))
+    assert truncated or terminated
+    e.close()
+
+
+def test_carracing_action_mapping():
+    np.testing.assert_allclose(carracing_action([-1, -1, -1]), [-1, 0, 0])
+    np.testing.assert_allclose(carracing_action([1, 1, 1]), [1, 1, 1])
+    np.testing.assert_allclose(carracing_action([0.3, 0.0, 0.5]), [0.3, 0.5, 0.5])
+
+
+def test_doom_action_thresholds():
+    assert [doom_direction(v) for v in (-1, -0.34, -0.33, 0, 0.33, 0.34, 1)] == [-1, -1, 0, 0, 0, 1, 1]
+
+
+def test_doom_buttons_read_from_the_game():
+    """Pressing 'left' must press MOVE_LEFT, whatever the Discrete index order is."""
+    from vizdoom import Button
+    e = make_env("doom", max_steps=10)
+    e.reset(seed=0)
+    game = e.unwrapped.game
+    buttons = list(game.get_available_buttons())
+    for direction, button in ((-1, Button.MOVE_LEFT), (1, Button.MOVE_RIGHT)):
+        pressed = np.asarray(e.unwrapped.button_map[e._index[direction]])
+        assert buttons[int(np.argmax(pressed))] == button and pressed.sum() == 1
+    assert not np.asarray(e.unwrapped.button_map[e._index[0]]).any()
+    e.close()
+
+
+def test_unknown_env_name():
+    with pytest.raises(WMError, match="carracing"):
+        make_env("pong")

@@ -1,0 +1,14 @@
+"""wmlib: World Models (Ha & Schmidhuber, 2018) in small PyTorch modules.
+
+V = `ConvVAE` (vae.py), M = `MDNRNN` (mdnrnn.py), C = `Controller` (controller.py); envs.py wraps
+the real games, collect.py / train_vae.py / train_mdnrnn.py / cmaes.py are the training stages and
+cli.py the command line (`python -m wmlib --help`).
+"""
+from .controller import Controller, ControllerConfig
+from .errors import WMError
+from .mdnrnn import MDNRNN, MDNRNNConfig, mdn_nll, sample_next_z
+from .vae import ConvVAE, VAEConfig, vae_loss
+
+__version__ = "0.1.0"
+__all__ = ["ConvVAE", "VAEConfig", "vae_loss", "MDNRNN", "MDNRNNConfig", "mdn_nll", "sample_next_z",
+           "Controller", "ControllerConfig", "WMError"]

@@ -1,0 +1,139 @@
+"""`python -m wmlib`: the command line. Run `python -m wmlib --help` for the list of commands."""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import WMError
+
+
+def param_counts(env: str) -> dict:
+    from .profiles import get_config
+    from .controller import Controller
+    from .mdnrnn import MDNRNN
+    from .vae import ConvVAE
+    cfg = get_config(env, "paper")
+    vae, rnn, c = ConvVAE(cfg.vae), MDNRNN(cfg.mdnrnn), Controller(cfg.controller)
+    count = lambda m: sum(p.numel() for p in m.parameters())
+    return {"env": env, "vae": count(vae), "mdnrnn": rnn.paper_param_count(), "mdnrnn_pytorch": count(rnn),
+            "controller": count(c), "z_size": cfg.vae.z_size, "rnn_hidden": cfg.mdnrnn.hidden_size,
+            "controller_kind": cfg.controller.kind}
+
+
+def cmd_info(args):
+    info = param_counts(args.env)
+    if args.json:
+        print(json.dumps(info))
+        return
+    print(f"{args.env}: z = {info['z_size']}, LSTM {info['rnn_hidden']}, controller {info['controller_kind']!r}")
+    print(f"  V (ConvVAE)      {info['vae']:>12,}")
+    print(f"  M (MDN-RNN)      {info['mdnrnn']:>12,}   (PyTorch counts {info['mdnrnn_pytorch']:,}: its LSTM keeps "
+          "two bias vectors, the paper one)")
+    print(f"  C (controller)   {info['controller']:>12,}")
+
+
+def _run_config(args):
+    from .pipeline import config_for, open_run
+    cfg, run_dir = config_for(args.env, args.profile, args.seed, args.run_dir)
+    if getattr(args, "episodes", None) is not None:
+        cfg.collect.episodes = _positive("--episodes", args.episodes)
+    if getattr(args, "generations", None) is not None:
+        cfg.cmaes.generations = _positive("--generations", args.generations)
+    if args.workers is not None:
+        cfg.collect.workers = cfg.cmaes.workers = _positive("--workers", args.workers, allow_zero=True)
+    return open_run(run_dir, cfg), run_dir
+
+
+def _positive(name, value, allow_zero=False):
+    if value < 0 or (value == 0 and not allow_zero):
+        raise WMError(f"{name} must be {'>= 0' if allow_zero else '>= 1'}, got {value}")
+    return value
+
+
+def cmd_stage(args):
+    from . import pipeline as P
+    cfg, run_dir = _run_config(args)
+    progress = not args.no_progress
+    stages = {"collect": [P.stage_collect], "train-vae": [P.stage_vae], "train-mdnrnn": [P.stage_mdnrnn],
+              "train-controller": [P.stage_controller],
+              "run": [P.stage_collect, P.stage_vae, P.stage_mdnrnn, P.stage_controller, P.stage_evaluate]}
+    for stage in stages[args.command]:
+        kwargs = {"progress": progress}
+        if stage in (P.stage_vae, P.stage_mdnrnn):
+            kwargs["device"] = args.device
+        stage(cfg, run_dir, **kwargs)
+    print(f"done: {args.command} ({cfg.env}, profile {cfg.profile}) in {run_dir}", file=sys.stderr)
+
+
+def cmd_evaluate(args):
+    from .rollout import evaluate
+    weights = Path(args.weights)
+    if not weights.is_dir():
+        raise WMError(f"weights directory {weights} does not exist; pass a run directory (e.g. runs/{args.env}-smoke) "
+                      "or a directory holding vae, mdnrnn and controller .safetensors/.json files")
+    _positive("--episodes", args.episodes)
+    if args.max_steps is not None:
+        _positive("--max-steps", args.max_steps)
+    res = evaluate(args.env, weights, args.episodes, args.seed, args.max_steps, args.workers,
+                   progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(f"{args.env}: {res['mean']:.1f} +- {res['std']:.1f} over {res['episodes']} episodes (seed {args.seed})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .envs import ENV_NAMES
+    from .profiles import PROFILES
+    p = argparse.ArgumentParser(prog="python -m wmlib", description="World Models (Ha & Schmidhuber, 2018): "
+                                "collect, train V, M and C, evaluate.")
+    sub = p.add_subparsers(dest="command", required=True)
+    env_kw = dict(required=True, choices=ENV_NAMES, help="carracing or doom")
+
+    q = sub.add_parser("info", help="parameter counts of V, M and C, as in the paper's table")
+    q.add_argument("--env", **env_kw)
+    q.add_argument("--json", action="store_true", help="print one JSON object")
+    q.set_defaults(func=cmd_info)
+
+    helps = {"collect": "random rollouts into RUN_DIR/episodes", "train-vae": "train V on the episodes",
+             "train-mdnrnn": "encode series with V and train M", "train-controller": "CMA-ES for C in the real env",
+             "run": "all stages, then evaluate"}
+    for name, h in helps.items():
+        q = sub.add_parser(name, help=h)
+        q.add_argument("--env", **env_kw)
+        q.add_argument("--profile", default="default", choices=PROFILES)
+        q.add_argument("--run-dir", type=Path, default=None, help="default: runs/ENV-PROFILE")
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--workers", type=int, default=None, help="worker processes (default: the profile's)")
+        q.add_argument("--device", default=None, help="torch device for V and M (default: cuda if available)")
+        q.add_argument("--no-progress", action="store_true", help="no progress bars")
+        if name in ("collect", "run"):
+            q.add_argument("--episodes", type=int, default=None, help="override the profile's episode count")
+        if name in ("train-controller", "run"):
+            q.add_argument("--generations", type=int, default=None, help="override the profile's generations")
+        q.set_defaults(func=cmd_stage)
+
+    q = sub.add_parser("evaluate", help="play N real episodes with a trained agent")
+    q.add_argument("--env", **env_kw)
+    q.add_argument("--weights", required=True, help="run directory or weights directory")
+    q.add_argument("--episodes", type=int, default=100)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--max-steps", type=int, default=None)
+    q.add_argument("--workers", type=int, default=None)
+    q.add_argument("--json", action="store_true", help="last line of stdout: one JSON object")
+    q.add_argument("--no-progress", action="store_true")
+    q.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except WMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished work is saved; rerun the same command to continue", file=sys.stderr)
+        return 130
+    return 0

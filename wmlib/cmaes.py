@@ -1,0 +1,122 @@
+"""Training C with CMA-ES (the `cma` package) in the real environment.
+
+Each generation: ask `popsize` candidates, play `rollouts` episodes with each (every candidate of a
+generation sees the same track seeds, which makes their scores comparable), tell cma the negated
+mean returns (cma minimises). Optional weight decay is a *penalty*, fitness = mean return -
+weight_decay * mean(w^2); the authors' code had the sign flipped, rewarding large weights.
+
+Resume without pickles: cma draws its samples from our own numpy Generator, so its whole state is
+a function of the fitness values it was told. cmaes/state.npz keeps those (and a checksum of every
+generation's candidates); resuming replays ask/tell from them, checks the candidates match, and
+carries on exactly as if never interrupted.
+"""
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cma
+import numpy as np
+
+from .checkpoint import read_json, save_model, save_npz, write_json
+from .controller import Controller, ControllerConfig
+from .errors import WMError
+
+
+@dataclass
+class CMAESConfig:
+    popsize: int = 64
+    rollouts: int = 16  # episodes per candidate; fitness is their mean return
+    sigma0: float = 0.1
+    generations: int = 1800
+    weight_decay: float = 0.0
+    max_steps: int | None = None  # cap on rollout length (None: the env's own)
+    workers: int | None = None  # evaluation processes (None: one per core)
+    eval_every: int = 25  # evaluate the distribution mean every this many generations (0: never)
+    eval_episodes: int = 1024
+
+
+def make_es(n_params: int, cfg: CMAESConfig, seed: int) -> cma.CMAEvolutionStrategy:
+    rng = np.random.default_rng([seed, 3])
+    return cma.CMAEvolutionStrategy(np.zeros(n_params), cfg.sigma0, {
+        "popsize": cfg.popsize, "seed": np.nan,  # nan: leave numpy's global RNG alone
+        "randn": lambda *shape: rng.standard_normal(shape), "verbose": -9})
+
+
+def fitness_of(returns: np.ndarray, solutions: np.ndarray, weight_decay: float) -> np.ndarray:
+    """returns (pop, rollouts) -> fitness (pop,) to maximise."""
+    return returns.mean(axis=1) - weight_decay * np.mean(np.asarray(solutions) ** 2, axis=1)
+
+
+def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: CMAESConfig, out_dir: Path,
+                env: str, seed: int = 0, evaluate_mean=None, log=print, progress: bool = True) -> Controller:
+    """Run CMA-ES, resuming from out_dir/cmaes if it holds a state.
+
+    evaluate_population(solutions (pop, P), generation) -> returns (pop, rollouts).
+    evaluate_mean(params) -> (mean, std), called every cfg.eval_every generations.
+    """
+    out_dir = Path(out_dir)
+    state_dir = out_dir / "cmaes"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    controller = Controller(controller_config)
+    settings = {"cmaes": dataclasses.asdict(cfg), "controller": dataclasses.asdict(controller_config),
+                "seed": seed, "env": env}
+    settings["cmaes"].pop("workers")
+    settings["cmaes"].pop("generations")  # more generations may be asked for on resume
+    cfg_path, state_path = state_dir / "settings.json", state_dir / "state.npz"
+    if cfg_path.exists() and read_json(cfg_path) != json.loads(json.dumps(settings)):
+        raise WMError(f"{state_dir} holds a CMA-ES run with other settings ({cfg_path}); use a new run "
+                      "directory, or delete that folder to start this one over")
+    write_json(cfg_path, settings)
+
+    es = make_es(controller.num_params, cfg, seed)
+    fitness = np.zeros((0, cfg.popsize))
+    returns_hist = np.zeros((0, cfg.popsize, cfg.rollouts))
+    checksums = np.zeros(0)
+    if state_path.exists():
+        try:
+            with np.load(state_path, allow_pickle=False) as f:
+                fitness, returns_hist, checksums = f["fitness"], f["returns"], f["checksum"]
+        except Exception as e:
+            raise WMError(f"cannot read the CMA-ES state {state_path} ({e}); delete {state_dir} to restart "
+                          "CMA-ES from scratch") from e
+        for g in range(len(fitness)):  # replay: rebuilds cma's exact state from what it was told
+            sols = np.asarray(es.ask())
+            if not np.isclose(sols.sum(), checksums[g], rtol=1e-9, atol=1e-9):
+                raise WMError(f"the CMA-ES state in {state_dir} does not replay (generation {g} differs: another "
+                              "cma version or seed?); delete that folder to restart CMA-ES")
+            es.tell(list(sols), list(-fitness[g]))
+        if len(fitness):
+            log(f"resumed CMA-ES after generation {len(fitness)}")
+
+    log_path = state_dir / "log.jsonl"
+    for g in range(len(fitness), cfg.generations):
+        t0 = time.monotonic()
+        sols = np.asarray(es.ask())
+        rets = np.asarray(evaluate_population(sols, g), dtype=np.float64)
+        if rets.shape != (cfg.popsize, cfg.rollouts):
+            raise RuntimeError(f"evaluate_population returned shape {rets.shape}")
+        fit = fitness_of(rets, sols, cfg.weight_decay)
+        es.tell(list(sols), list(-fit))
+        fitness = np.concatenate([fitness, fit[None]])
+        returns_hist = np.concatenate([returns_hist, rets[None]])
+        checksums = np.append(checksums, sols.sum())
+        controller.set_flat(es.result.xfavorite)  # the distribution mean: C's current best guess
+        record = {"generation": g + 1, "mean_fitness": float(fit.mean()), "best_fitness": float(fit.max()),
+                  "worst_fitness": float(fit.min()), "sigma": float(es.sigma),
+                  "seconds": round(time.monotonic() - t0, 2)}
+        if evaluate_mean is not None and cfg.eval_every and (g + 1) % cfg.eval_every == 0:
+            record["eval_mean"], record["eval_std"] = evaluate_mean(es.result.xfavorite)
+        save_npz(state_path, fitness=fitness, returns=returns_hist, checksum=checksums)
+        save_model(controller, out_dir, "controller", env, extra=record)
+        with open(log_path, "a") as f:  # a log line lost in a crash is harmless: state.npz is the truth
+            f.write(json.dumps(record) + "\n")
+        log(f"generation {g + 1}/{cfg.generations}: fitness mean {record['mean_fitness']:.1f}, best "
+            f"{record['best_fitness']:.1f}, sigma {record['sigma']:.4f} ({record['seconds']} s)")
+    if len(fitness):  # also after a crash between saving the state and saving C
+        controller.set_flat(es.result.xfavorite)
+        save_model(controller, out_dir, "controller", env, extra={
+            "generation": len(fitness), "mean_fitness": float(fitness[-1].mean()),
+            "best_fitness": float(fitness[-1].max())})
+    return controller

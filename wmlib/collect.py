@@ -1,0 +1,131 @@
+"""Random rollouts: one compressed file per episode, written atomically, resumable.
+
+Episode i of a collection is fully determined by (seed, i): its env seed and policy seed come from
+`numpy.random.SeedSequence([seed, i, attempt])`. A killed collection therefore resumes by writing
+exactly the episodes whose files are missing: no duplicates, no gaps, and never a half-written file
+(each is written to a temporary name and renamed).
+
+File format (numpy .npz, no pickles): obs uint8 (T, 64, 64, 3), action float32 (T, A) in controller
+space, reward float32 (T,), done bool (T,) (true only on the last step of an episode the game ended,
+not one the time limit cut), plus scalars seed and policy.
+"""
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import save_npz
+from .envs import ACTION_SIZES, check_env_name, make_env
+from .errors import WMError
+from .parallel import make_executor, run_tasks
+from .policies import make_policy
+
+EPISODE_GLOB = "ep_*.npz"
+
+
+def episode_path(directory: Path, index: int) -> Path:
+    return Path(directory) / f"ep_{index:06d}.npz"
+
+
+def episode_seed(seed: int, index: int, attempt: int = 0) -> int:
+    return int(np.random.SeedSequence([seed, index, attempt]).generate_state(1)[0])
+
+
+def run_episode(env, policy, seed: int, max_steps: int) -> dict:
+    frame, _ = env.reset(seed=seed)
+    obs, actions, rewards, dones = [], [], [], []
+    for _ in range(max_steps):
+        a = policy.act(frame)
+        obs.append(frame)
+        actions.append(np.asarray(a, dtype=np.float32))
+        frame, r, terminated, truncated, _ = env.step(a)
+        rewards.append(r)
+        dones.append(terminated)
+        if terminated or truncated:
+            break
+    return {"obs": np.stack(obs), "action": np.stack(actions), "reward": np.asarray(rewards, np.float32),
+            "done": np.asarray(dones, bool)}
+
+
+_ENV_CACHE: dict = {}
+
+
+def _cached_env(name: str, max_steps: int):
+    key = (name, max_steps)
+    if key not in _ENV_CACHE:
+        _ENV_CACHE[key] = make_env(name, max_steps=max_steps)
+    return _ENV_CACHE[key]
+
+
+def collect_episode(task: tuple) -> int:
+    """Worker: play and write one episode; returns its length."""
+    env_name, directory, index, seed, policy_name, max_steps, min_length = task
+    env = _cached_env(env_name, max_steps)
+    for attempt in range(1000):
+        s = episode_seed(seed, index, attempt)
+        ep = run_episode(env, make_policy(policy_name, env_name, s), s, max_steps)
+        if len(ep["obs"]) > min_length:
+            break
+    else:
+        raise RuntimeError(f"no episode longer than {min_length} steps in 1000 attempts")
+    save_npz(episode_path(directory, index), seed=np.int64(s), policy=np.str_(policy_name), **ep)
+    return len(ep["obs"])
+
+
+def clean_partial_files(directory: Path) -> int:
+    """Remove temporary files a killed writer left behind."""
+    n = 0
+    for p in Path(directory).glob(".*.tmp"):
+        p.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
+def collect(env: str, directory: Path, episodes: int, seed: int = 0, policy: str | None = None,
+            max_steps: int = 1000, min_length: int = 0, workers: int | None = None, executor=None,
+            progress: bool = True) -> list[Path]:
+    """Make sure directory holds episodes 0..episodes-1 (writing only the missing ones)."""
+    check_env_name(env)
+    policy = policy or ("random_weights" if env == "carracing" else "held_random")
+    make_policy(policy, env, 0) if policy != "random_weights" else None  # validate the name early
+    if episodes < 1:
+        raise WMError(f"the number of episodes must be at least 1, got {episodes}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    clean_partial_files(directory)
+    todo = [i for i in range(episodes) if not episode_path(directory, i).exists()]
+    tasks = [(env, str(directory), i, seed, policy, max_steps, min_length) for i in todo]
+    own = executor is None and len(tasks) > 1
+    ex = make_executor(min(len(tasks), workers if workers is not None else (os.cpu_count() or 1))) if own else executor
+    try:
+        for _ in run_tasks(collect_episode, tasks, ex, desc=f"collect {env}", progress=progress):
+            pass
+    finally:
+        if own and ex is not None:
+            ex.shutdown(cancel_futures=True)
+    return [episode_path(directory, i) for i in range(episodes)]
+
+
+def list_episodes(directory: Path, what: str = "episode") -> list[Path]:
+    directory = Path(directory)
+    files = sorted(directory.glob(EPISODE_GLOB)) if directory.is_dir() else []
+    if not files:
+        raise WMError(f"no {what} files (ep_*.npz) in {directory}; run `python -m wmlib collect` first, or "
+                      "pass the run directory that holds them")
+    return files
+
+
+def load_episode(path: Path, keys=("obs", "action", "reward", "done")) -> dict:
+    """Load an episode file, turning every kind of damage into an error that says what to do."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            ep = {k: f[k] for k in keys}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+        raise WMError(f"episode file {path} is corrupt or incomplete ({type(e).__name__}: {e}). Delete it and "
+                      "rerun the same `python -m wmlib collect` command: it re-creates exactly the missing "
+                      "episodes") from e
+    if "obs" in ep and (ep["obs"].dtype != np.uint8 or ep["obs"].ndim != 4 or ep["obs"].shape[1:] != (64, 64, 3)):
+        raise WMError(f"episode file {path} holds frames of shape {ep['obs'].shape} {ep['obs'].dtype}, expected "
+                      "uint8 (T, 64, 64, 3); it was not written by wmlib collect: remove it")
+    return ep

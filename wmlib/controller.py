@@ -1,0 +1,81 @@
+"""C: the tiny policy trained with CMA-ES.
+
+Kinds (the paper's main model and its ablations):
+- "zh":       a = tanh(W [z, h] + b)            CarRacing, 288 x 3 + 3 = 867 parameters
+- "z":        a = tanh(W z + b)                 V only, 32 x 3 + 3 = 99
+- "z_hidden": a = tanh(W2 tanh(W1 z + b1) + b2) V only with 40 hidden units, 1,443
+- "zch":      a = tanh(W [z, c, h])             Doom: LSTM cell and output, no bias, 1,088
+
+CMA-ES sees the controller as one flat vector; `get_flat` / `set_flat` convert both ways.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+KINDS = ("zh", "z", "z_hidden", "zch")
+
+
+@dataclass
+class ControllerConfig:
+    kind: str = "zh"
+    z_size: int = 32
+    rnn_hidden: int = 256  # M's LSTM size
+    action_size: int = 3
+    hidden_units: int = 40  # only for "z_hidden"
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown controller kind {self.kind!r}; choose one of {', '.join(KINDS)}")
+
+    @property
+    def input_size(self) -> int:
+        extra = {"zh": self.rnn_hidden, "z": 0, "z_hidden": 0, "zch": 2 * self.rnn_hidden}[self.kind]
+        return self.z_size + extra
+
+
+class Controller(nn.Module):
+    def __init__(self, config: ControllerConfig = ControllerConfig()):
+        super().__init__()
+        self.config = config
+        c = config
+        if c.kind == "z_hidden":
+            self.net = nn.Sequential(nn.Linear(c.input_size, c.hidden_units), nn.Tanh(),
+                                     nn.Linear(c.hidden_units, c.action_size))
+        else:
+            self.net = nn.Linear(c.input_size, c.action_size, bias=c.kind != "zch")
+
+    def features(self, z: torch.Tensor, h: torch.Tensor | None = None, c: torch.Tensor | None = None):
+        """Assemble the input this kind reads from z (B, z) and M's LSTM state h, c (B, H)."""
+        kind = self.config.kind
+        if kind in ("z", "z_hidden"):
+            return z
+        if kind == "zh":
+            return torch.cat([z, h], dim=-1)
+        return torch.cat([z, c, h], dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, input_size) -> actions (B, action_size) in [-1, 1]."""
+        if x.shape[-1] != self.config.input_size:
+            raise ValueError(f"controller {self.config.kind!r} expects inputs of size {self.config.input_size}, "
+                             f"got {tuple(x.shape)}")
+        return torch.tanh(self.net(x))
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def get_flat(self) -> np.ndarray:
+        return nn.utils.parameters_to_vector(self.parameters()).detach().cpu().double().numpy()
+
+    def set_flat(self, flat) -> "Controller":
+        flat = np.asarray(flat, dtype=np.float64)
+        if flat.shape != (self.num_params,):
+            raise ValueError(f"controller {self.config.kind!r} has {self.num_params} parameters, "
+                             f"got a vector of shape {flat.shape}")
+        if not np.all(np.isfinite(flat)):
+            raise ValueError("controller parameters contain NaN or infinity")
+        vec = torch.as_tensor(flat, dtype=torch.float32, device=next(self.parameters()).device)
+        nn.utils.vector_to_parameters(vec, self.parameters())
+        return self

@@ -1,0 +1,125 @@
+"""The stages of a run, each reading and writing one run directory.
+
+    RUN_DIR/run.json                 env, profile, seed and the full configuration
+    RUN_DIR/episodes/ep_*.npz        random rollouts (collect)
+    RUN_DIR/vae.safetensors|json     V (train-vae); vae.train.pt holds its resumable state
+    RUN_DIR/series/                  (mu, logvar) per episode and packed/ memory maps (train-mdnrnn)
+    RUN_DIR/initial_z.npz            first-frame (mu, logvar) of every episode: the dream's reset
+    RUN_DIR/mdnrnn.safetensors|json  M (train-mdnrnn); mdnrnn.train.pt holds its resumable state
+    RUN_DIR/controller.safetensors|json and cmaes/   C and the CMA-ES state (train-controller)
+    RUN_DIR/evaluation.json          the final evaluation (run)
+
+Every stage can be rerun: finished work is kept, interrupted work continues.
+"""
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import load_model, read_json, write_json
+from .cmaes import train_cmaes
+from .collect import collect
+from .envs import check_env_name
+from .errors import WMError
+from .parallel import make_executor, resolve_workers
+from .profiles import RunConfig, get_config
+from .rollout import eval_seed, evaluate, run_rollouts, train_seed
+from .series import encode_series, pack_series
+from .train_mdnrnn import train_mdnrnn
+from .train_vae import pick_device, train_vae
+from .vae import ConvVAE, VAEConfig
+
+
+def log_err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def open_run(run_dir: Path, cfg: RunConfig) -> RunConfig:
+    """Create run_dir with run.json, or check that an existing one was made with the same settings."""
+    run_dir = Path(run_dir)
+    meta_path = run_dir / "run.json"
+    if meta_path.exists():
+        old = read_json(meta_path)
+        for key in ("env", "profile", "seed"):
+            if old.get(key) != getattr(cfg, key):
+                raise WMError(f"run directory {run_dir} was made with {key}={old.get(key)!r}, not "
+                              f"{getattr(cfg, key)!r}; pass the same --env/--profile/--seed to continue it, "
+                              "or choose another --run-dir")
+        return cfg
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise WMError(f"{run_dir} exists and is not a wmlib run directory (no run.json); choose an empty or new "
+                      "--run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(meta_path, cfg.to_dict())
+    return cfg
+
+
+def config_for(env: str, profile: str, seed: int, run_dir: Path | None) -> tuple[RunConfig, Path]:
+    check_env_name(env)
+    cfg = get_config(env, profile, seed)
+    run_dir = Path(run_dir) if run_dir else Path("runs") / f"{env}-{profile}"
+    return cfg, run_dir
+
+
+def stage_collect(cfg: RunConfig, run_dir: Path, progress=True, executor=None):
+    c = cfg.collect
+    log_err(f"[collect] {c.episodes} {cfg.env} episodes ({c.policy}) into {run_dir / 'episodes'}")
+    collect(cfg.env, run_dir / "episodes", c.episodes, cfg.seed, c.policy, c.max_steps, c.min_length,
+            c.workers, executor=executor, progress=progress)
+
+
+def stage_vae(cfg: RunConfig, run_dir: Path, device=None, progress=True):
+    log_err(f"[train-vae] z={cfg.vae.z_size}, {cfg.vae_train.epochs} epochs")
+    train_vae(run_dir / "episodes", run_dir, cfg.env, cfg.vae, cfg.vae_train, cfg.seed, device, progress, log_err)
+
+
+def stage_series(cfg: RunConfig, run_dir: Path, device=None, progress=True) -> Path:
+    vae, _ = load_model(ConvVAE, VAEConfig, run_dir, "vae", cfg.env, pick_device(device))
+    encode_series(vae, run_dir / "vae.safetensors", run_dir / "episodes", run_dir / "series", progress=progress)
+    return pack_series(run_dir / "series")
+
+
+def stage_mdnrnn(cfg: RunConfig, run_dir: Path, device=None, progress=True):
+    log_err("[train-mdnrnn] encoding frames to (mu, logvar) series")
+    packed = stage_series(cfg, run_dir, device, progress)
+    log_err(f"[train-mdnrnn] LSTM {cfg.mdnrnn.hidden_size}, {cfg.mdnrnn_train.steps} steps")
+    train_mdnrnn(packed, run_dir, cfg.env, cfg.mdnrnn, cfg.mdnrnn_train, cfg.seed, device, progress, log_err)
+
+
+def stage_controller(cfg: RunConfig, run_dir: Path, progress=True, executor=None):
+    c = cfg.cmaes
+    load_model(ConvVAE, VAEConfig, run_dir, "vae", cfg.env)  # clear errors before spawning workers
+    from .mdnrnn import MDNRNN, MDNRNNConfig
+    load_model(MDNRNN, MDNRNNConfig, run_dir, "mdnrnn", cfg.env)
+    ccfg = cfg.controller.__dict__.copy()
+    own = executor is None and resolve_workers(c.workers) > 1
+    ex = make_executor(c.workers) if own else executor
+    log_err(f"[train-controller] CMA-ES in the real {cfg.env}: pop {c.popsize} x {c.rollouts} rollouts, "
+            f"{c.generations} generations, {resolve_workers(c.workers)} workers")
+
+    def evaluate_population(solutions, generation):
+        seeds = [train_seed(cfg.seed, generation, r) for r in range(c.rollouts)]
+        tasks = [(cfg.env, str(run_dir), ccfg, s, seed, c.max_steps) for s in solutions for seed in seeds]
+        res = run_rollouts(tasks, executor=ex, desc=f"generation {generation + 1}", progress=progress)
+        return res[:, 0].reshape(len(solutions), c.rollouts)
+
+    def evaluate_mean(params):
+        tasks = [(cfg.env, str(run_dir), ccfg, params, eval_seed(cfg.seed + 1, i), c.max_steps)
+                 for i in range(c.eval_episodes)]
+        r = run_rollouts(tasks, executor=ex, desc="evaluate mean", progress=progress)[:, 0]
+        return float(r.mean()), float(r.std())
+
+    try:
+        train_cmaes(evaluate_population, cfg.controller, c, run_dir, cfg.env, cfg.seed, evaluate_mean,
+                    log_err, progress)
+    finally:
+        if own and ex is not None:
+            ex.shutdown(cancel_futures=True)
+
+
+def stage_evaluate(cfg: RunConfig, run_dir: Path, progress=True, executor=None) -> dict:
+    res = evaluate(cfg.env, run_dir, cfg.eval_episodes, cfg.seed, cfg.eval_max_steps, cfg.cmaes.workers,
+                   executor, progress)
+    write_json(run_dir / "evaluation.json", res)
+    log_err(f"[evaluate] {cfg.env}: {res['mean']:.1f} +- {res['std']:.1f} over {res['episodes']} episodes")
+    return res

@@ -1,0 +1,68 @@
+"""Data-collection policies. Each acts in the controller's space [-1, 1]^A; the env wrapper maps it.
+
+- random_weights (CarRacing, the authors' extract.py): the full agent with untrained V and M and a
+  controller whose weights are drawn anew each episode with a random scale in [0, 0.01).
+- brownian (CarRacing, a public reproduction's alternative): a_{t+1} = clip(a_t + sqrt(1/50) N(0, 1))
+  in the environment's own action box, which covers more of the steering range.
+- held_random (Doom, the authors' doomrnn): a uniform action in [-1, 1] held for 1-10 frames.
+"""
+import numpy as np
+import torch
+
+from .errors import WMError
+
+POLICIES = {"carracing": ("random_weights", "brownian"), "doom": ("held_random",)}
+
+
+class RandomWeightsPolicy:
+    def __init__(self, seed: int):
+        from .agent import Agent
+        from .controller import Controller, ControllerConfig
+        from .mdnrnn import MDNRNN, MDNRNNConfig
+        from .vae import ConvVAE, VAEConfig
+        rng = np.random.default_rng(seed)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            vae, rnn = ConvVAE(VAEConfig(z_size=32)), MDNRNN(MDNRNNConfig())
+            controller = Controller(ControllerConfig())
+        controller.set_flat(rng.standard_normal(controller.num_params) * rng.uniform(0, 0.01))
+        self.agent = Agent(vae, rnn, controller)
+        self.agent.reset(1, seed)
+
+    def act(self, frame: np.ndarray) -> np.ndarray:
+        return self.agent.act(frame[None])[0]
+
+
+class BrownianPolicy:
+    low = np.array([-1.0, 0.0, 0.0])
+    high = np.array([1.0, 1.0, 1.0])
+
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+        self.env_action = self.rng.uniform(self.low, self.high)
+
+    def act(self, frame: np.ndarray) -> np.ndarray:
+        a = self.env_action
+        self.env_action = np.clip(a + np.sqrt(1 / 50) * self.rng.standard_normal(3), self.low, self.high)
+        # back to controller space: steer = a0, gas = (a1 + 1) / 2, brake = clip(a2, 0, 1)
+        return np.array([a[0], 2 * a[1] - 1, a[2]], dtype=np.float32)
+
+
+class HeldRandomPolicy:
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+        self.left = 0
+
+    def act(self, frame: np.ndarray) -> np.ndarray:
+        if self.left == 0:
+            self.action = np.array([self.rng.uniform(-1, 1)], dtype=np.float32)
+            self.left = int(self.rng.integers(1, 11))
+        self.left -= 1
+        return self.action
+
+
+def make_policy(name: str, env: str, seed: int):
+    if name not in POLICIES.get(env, ()):
+        raise WMError(f"unknown data policy {name!r} for {env}: choose one of {', '.join(POLICIES[env])}")
+    return {"random_weights": RandomWeightsPolicy, "brownian": BrownianPolicy,
+            "held_random": HeldRandomPolicy}[name](seed)

@@ -1,0 +1,147 @@
+"""Run configurations: one dataclass tree per (env, profile), the paper's values where it gives them.
+
+Profiles:
+- smoke:   every stage in seconds, for tests and CI (tiny data, a couple of CMA-ES generations);
+- default: a reader's own run, sized for Colab with a GPU (V and M train on it); on a 2-core CPU
+           the CarRacing default takes many hours (see benchmarks/README.md for measured rates);
+- paper:   the paper's data sizes and hyperparameters (needs a GPU for V and M and many cores for C).
+"""
+import dataclasses
+from dataclasses import dataclass, field
+
+from .cmaes import CMAESConfig
+from .controller import ControllerConfig
+from .envs import check_env_name
+from .errors import WMError
+from .mdnrnn import MDNRNNConfig
+from .vae import VAEConfig
+
+PROFILES = ("smoke", "default", "paper")
+
+
+@dataclass
+class CollectConfig:
+    episodes: int = 10_000
+    max_steps: int = 1000
+    policy: str = "random_weights"  # CarRacing: random_weights | brownian; Doom: held_random
+    min_length: int = 0  # episodes this short or shorter are replaced (Doom: 100)
+    workers: int | None = None  # None: one per CPU core
+
+
+@dataclass
+class VAETrainConfig:
+    epochs: int = 10
+    batch_size: int = 100
+    lr: float = 1e-4
+    block_episodes: int = 16  # episodes decoded and shuffled together; bounds memory, not data size
+    checkpoint_every_s: float = 60.0
+
+
+@dataclass
+class MDNTrainConfig:
+    steps: int = 4000
+    batch_size: int = 100
+    seq_len: int = 999
+    lr: float = 1e-3
+    min_lr: float = 1e-3
+    lr_decay: float = 1.0  # lr_t = (lr - min_lr) * lr_decay ** t + min_lr, as in the authors' code
+    grad_clip: float = 1.0  # gradients clipped to [-1, 1] element-wise
+    checkpoint_every_s: float = 60.0
+
+
+@dataclass
+class RunConfig:
+    env: str
+    profile: str
+    seed: int = 0
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    vae_train: VAETrainConfig = field(default_factory=VAETrainConfig)
+    mdnrnn: MDNRNNConfig = field(default_factory=MDNRNNConfig)
+    mdnrnn_train: MDNTrainConfig = field(default_factory=MDNTrainConfig)
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+    cmaes: CMAESConfig = field(default_factory=CMAESConfig)
+    eval_episodes: int = 100
+    eval_max_steps: int | None = None  # None: the env's own cap
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        kinds = {f.name: f.type for f in dataclasses.fields(cls)}
+        nested = {"collect": CollectConfig, "vae": VAEConfig, "vae_train": VAETrainConfig,
+                  "mdnrnn": MDNRNNConfig, "mdnrnn_train": MDNTrainConfig,
+                  "controller": ControllerConfig, "cmaes": CMAESConfig}
+        try:
+            args = {k: (nested[k](**v) if k in nested else v) for k, v in d.items() if k in kinds}
+            return cls(**args)
+        except (TypeError, ValueError) as e:
+            raise WMError(f"invalid run configuration ({e})") from e
+
+
+def _carracing(profile: str) -> RunConfig:
+    cfg = RunConfig(env="carracing", profile=profile,
+                    vae=VAEConfig(z_size=32),
+                    mdnrnn=MDNRNNConfig(z_size=32, action_size=3, hidden_size=256),
+                    controller=ControllerConfig(kind="zh", z_size=32, rnn_hidden=256, action_size=3))
+    if profile == "smoke":
+        cfg.collect = CollectConfig(episodes=4, max_steps=60, workers=2)
+        cfg.vae_train = VAETrainConfig(epochs=1, batch_size=32, lr=1e-3, block_episodes=2)
+        cfg.mdnrnn_train = MDNTrainConfig(steps=10, batch_size=4, seq_len=30)
+        cfg.cmaes = CMAESConfig(popsize=4, rollouts=1, generations=2, max_steps=50, workers=2,
+                                eval_every=0)
+        cfg.eval_episodes, cfg.eval_max_steps = 2, 50
+    elif profile == "default":
+        cfg.collect = CollectConfig(episodes=200, max_steps=1000)
+        cfg.vae_train = VAETrainConfig(epochs=3, batch_size=100, lr=1e-3)
+        cfg.mdnrnn_train = MDNTrainConfig(steps=1500, batch_size=32, seq_len=999)
+        cfg.cmaes = CMAESConfig(popsize=16, rollouts=2, generations=20, eval_every=10, eval_episodes=16)
+        cfg.eval_episodes = 20
+    else:  # paper
+        cfg.collect = CollectConfig(episodes=10_000, max_steps=1000)
+        cfg.vae_train = VAETrainConfig(epochs=10, batch_size=100, lr=1e-4)
+        cfg.mdnrnn_train = MDNTrainConfig(steps=4000, batch_size=100, seq_len=999)
+        cfg.cmaes = CMAESConfig(popsize=64, rollouts=16, generations=1800, eval_every=25, eval_episodes=1024)
+        cfg.eval_episodes = 100
+    return cfg
+
+
+def _doom(profile: str) -> RunConfig:
+    cfg = RunConfig(env="doom", profile=profile,
+                    vae=VAEConfig(z_size=64),
+                    mdnrnn=MDNRNNConfig(z_size=64, action_size=1, hidden_size=512, restart_input=True,
+                                        done_head=True),
+                    controller=ControllerConfig(kind="zch", z_size=64, rnn_hidden=512, action_size=1))
+    if profile == "smoke":
+        cfg.collect = CollectConfig(episodes=4, max_steps=300, policy="held_random", min_length=100, workers=2)
+        cfg.vae_train = VAETrainConfig(epochs=1, batch_size=32, lr=1e-3, block_episodes=2)
+        cfg.mdnrnn_train = MDNTrainConfig(steps=10, batch_size=4, seq_len=32, lr=1e-3, min_lr=1e-5,
+                                          lr_decay=0.99999)
+        cfg.cmaes = CMAESConfig(popsize=4, rollouts=1, generations=2, max_steps=100, workers=2, eval_every=0)
+        cfg.eval_episodes, cfg.eval_max_steps = 2, 100
+    elif profile == "default":
+        cfg.collect = CollectConfig(episodes=600, max_steps=2100, policy="held_random", min_length=100)
+        cfg.vae_train = VAETrainConfig(epochs=2, batch_size=100, lr=1e-3)
+        cfg.mdnrnn_train = MDNTrainConfig(steps=2000, batch_size=100, seq_len=500, lr=1e-3, min_lr=1e-5,
+                                          lr_decay=0.99999)
+        cfg.cmaes = CMAESConfig(popsize=32, rollouts=8, generations=25, eval_every=5, eval_episodes=32)
+        cfg.eval_episodes = 100
+    else:  # paper
+        cfg.collect = CollectConfig(episodes=10_000, max_steps=2100, policy="held_random", min_length=100)
+        cfg.vae_train = VAETrainConfig(epochs=10, batch_size=100, lr=1e-4)
+        cfg.mdnrnn_train = MDNTrainConfig(steps=24_000, batch_size=100, seq_len=500, lr=1e-3, min_lr=1e-5,
+                                          lr_decay=0.99999)
+        cfg.cmaes = CMAESConfig(popsize=64, rollouts=16, generations=200, eval_every=25, eval_episodes=1024)
+        cfg.eval_episodes = 100
+    return cfg
+
+
+def get_config(env: str, profile: str = "default", seed: int = 0) -> RunConfig:
+    check_env_name(env)
+    if profile not in PROFILES:
+        raise WMError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)} "
+                      "(smoke = seconds, default = a laptop or Colab, paper = the paper's scale)")
+    cfg = _carracing(profile) if env == "carracing" else _doom(profile)
+    cfg.seed = int(seed)
+    return cfg

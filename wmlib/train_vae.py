@@ -1,0 +1,86 @@
+"""Training V: stream frames from disk, minimise reconstruction + floored KL, checkpoint, resume.
+
+The whole loop is here, top to bottom. State (weights, Adam moments, RNG, position in the stream)
+is saved at block boundaries at most every `checkpoint_every_s` seconds and at the end; rerunning
+the same command continues from the last saved block and gives the same final weights as a run that
+was never interrupted (on CPU, same seed).
+"""
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import load_torch_state, save_model, save_torch_state
+from .collect import list_episodes
+from .data import epoch_blocks, iterate_blocks
+from .profiles import VAETrainConfig
+from .vae import ConvVAE, VAEConfig, frames_to_tensor, vae_loss
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def train_vae(episodes_dir: Path, out_dir: Path, env: str, config: VAEConfig, train: VAETrainConfig,
+              seed: int = 0, device: str | None = None, progress: bool = True, log=print) -> ConvVAE:
+    out_dir = Path(out_dir)
+    files = list_episodes(episodes_dir)
+    dev = pick_device(device)
+    state_path = out_dir / "vae.train.pt"
+
+    torch.manual_seed(seed)
+    model = ConvVAE(config).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=train.lr)
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    epoch, block, step, history = 0, 0, 0, []
+    if state_path.exists():
+        s = load_torch_state(state_path)
+        model.load_state_dict(s["model"])
+        opt.load_state_dict(s["optimizer"])
+        gen.set_state(s["generator"])
+        epoch, block, step, history = s["epoch"], s["block"], s["step"], list(s["history"])
+        if s.get("done"):
+            log(f"V already trained ({step} steps); delete {state_path} to train again")
+            return model.eval()
+        log(f"resuming V at epoch {epoch}, block {block} (step {step})")
+
+    def save(done=False):
+        save_torch_state(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                      "generator": gen.get_state(), "epoch": epoch, "block": block,
+                                      "step": step, "history": history, "done": done})
+
+    n_blocks = len(epoch_blocks(files, train.block_episodes, seed, 0))
+    bar = tqdm(total=train.epochs * n_blocks, initial=epoch * n_blocks + block, desc="train V",
+               disable=not progress, leave=False)
+    last_save = time.monotonic()
+    model.train()
+    while epoch < train.epochs:
+        for b, frames in iterate_blocks(files, train.block_episodes, seed, epoch, start_block=block):
+            losses = []
+            for k in range(0, len(frames), train.batch_size):
+                x = frames_to_tensor(frames[k:k + train.batch_size], dev)
+                loss = vae_loss(x, model(x, gen), config)
+                opt.zero_grad(set_to_none=True)
+                loss.loss.backward()
+                opt.step()
+                step += 1
+                losses.append([loss.loss.item(), loss.recon.item(), loss.kl.item()])
+            history.append([epoch, b, step, *np.mean(losses, axis=0).tolist()])
+            bar.update()
+            bar.set_postfix(loss=f"{history[-1][3]:.1f}", kl=f"{history[-1][5]:.1f}")
+            block = b + 1
+            if time.monotonic() - last_save >= train.checkpoint_every_s:
+                save()
+                last_save = time.monotonic()
+        epoch, block = epoch + 1, 0
+    bar.close()
+    model.eval()
+    save_model(model, out_dir, "vae", env, extra={"steps": step, "history": history[-50:],
+                                                   "episodes": len(files)})
+    save(done=True)
+    log(f"V trained: {step} steps, last loss {history[-1][3]:.1f} (recon {history[-1][4]:.1f}, kl {history[-1][5]:.1f})")
+    return model
