@@ -9,6 +9,11 @@ from .errors import WMError
 from .mdnrnn import MDNRNN, MDNRNNConfig, mdn_nll, sample_next_z
 from .vae import ConvVAE, VAEConfig, vae_loss
 
+from gymnasium.envs.registration import register as _register, registry as _registry
+
+if "wmlib/Dream-v0" not in _registry:  # gymnasium.make("wmlib/Dream-v0", weights=DIR, tau=1.15)
+    _register(id="wmlib/Dream-v0", entry_point="wmlib.dream:DreamEnv")
+
 __version__ = "0.1.0"
 __all__ = ["ConvVAE", "VAEConfig", "vae_loss", "MDNRNN", "MDNRNNConfig", "mdn_nll", "sample_next_z",
            "Controller", "ControllerConfig", "WMError"]

@@ -39,6 +39,12 @@ def _run_config(args):
         cfg.collect.episodes = _positive("--episodes", args.episodes)
     if getattr(args, "generations", None) is not None:
         cfg.cmaes.generations = _positive("--generations", args.generations)
+    if getattr(args, "where", None) is not None:
+        cfg.cmaes.where = args.where
+    if getattr(args, "tau", None) is not None:
+        if not args.tau > 0:
+            raise WMError(f"--tau must be > 0, got {args.tau}; the paper used 1.15")
+        cfg.dream.tau = args.tau
     if args.workers is not None:
         cfg.collect.workers = cfg.cmaes.workers = _positive("--workers", args.workers, allow_zero=True)
     return open_run(run_dir, cfg), run_dir
@@ -59,7 +65,7 @@ def cmd_stage(args):
               "run": [P.stage_collect, P.stage_vae, P.stage_mdnrnn, P.stage_controller, P.stage_evaluate]}
     for stage in stages[args.command]:
         kwargs = {"progress": progress}
-        if stage in (P.stage_vae, P.stage_mdnrnn):
+        if stage in (P.stage_vae, P.stage_mdnrnn, P.stage_controller):
             kwargs["device"] = args.device
         stage(cfg, run_dir, **kwargs)
     print(f"done: {args.command} ({cfg.env}, profile {cfg.profile}) in {run_dir}", file=sys.stderr)
@@ -80,6 +86,35 @@ def cmd_evaluate(args):
         print(json.dumps(res))
     else:
         print(f"{args.env}: {res['mean']:.1f} +- {res['std']:.1f} over {res['episodes']} episodes (seed {args.seed})")
+
+
+def cmd_dream_check(args):
+    from .dreamcheck import dream_check, dream_check_markdown
+    from .train_vae import pick_device
+    _positive("--episodes", args.episodes)
+    if not args.tau > 0:
+        raise WMError(f"--tau must be > 0, got {args.tau}; the paper used 1.15")
+    res = dream_check(args.weights, args.episodes, args.tau, args.seed, args.max_steps, args.workers,
+                      pick_device(args.device), progress=not args.no_progress)
+    print(dream_check_markdown(res))
+    if args.json:
+        print(json.dumps(res))
+
+
+def cmd_tau_sweep(args):
+    from .profiles import get_config
+    from .tausweep import parse_taus, tau_sweep
+    from .train_vae import pick_device
+    from .pipeline import log_err
+    taus = parse_taus(args.taus)
+    _positive("--episodes", args.episodes)
+    cfg = get_config("doom", args.profile, args.seed)
+    out = Path(args.out) if args.out else Path(args.weights) / "tau_sweep"
+    res = tau_sweep(Path(args.weights), taus, cfg, out, args.episodes, args.seed, pick_device(args.device),
+                    args.workers, log_err, not args.no_progress)
+    print(res["markdown"])
+    if args.json:
+        print(json.dumps({k: v for k, v in res.items() if k != "markdown"}))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--episodes", type=int, default=None, help="override the profile's episode count")
         if name in ("train-controller", "run"):
             q.add_argument("--generations", type=int, default=None, help="override the profile's generations")
+            q.add_argument("--where", choices=("real", "dream"), default=None,
+                           help="train C in the real game or in M's dream (default: the profile's)")
+            q.add_argument("--tau", type=float, default=None, help="the dream's temperature (default 1.15)")
         q.set_defaults(func=cmd_stage)
 
     q = sub.add_parser("evaluate", help="play N real episodes with a trained agent")
@@ -123,6 +161,31 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="last line of stdout: one JSON object")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=cmd_evaluate)
+
+    q = sub.add_parser("dream-check", help="survival of fixed policies in the Doom dream and in the real game")
+    q.add_argument("--weights", required=True, help="a Doom run or weights directory (V, M, initial_z.npz)")
+    q.add_argument("--episodes", type=int, default=100)
+    q.add_argument("--tau", type=float, default=1.15)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--max-steps", type=int, default=2100)
+    q.add_argument("--workers", type=int, default=None)
+    q.add_argument("--device", default=None)
+    q.add_argument("--json", action="store_true")
+    q.add_argument("--no-progress", action="store_true")
+    q.set_defaults(func=cmd_dream_check)
+
+    q = sub.add_parser("tau-sweep", help="train C in the Doom dream at each tau; virtual and actual scores")
+    q.add_argument("--weights", required=True, help="a Doom run or weights directory (V, M, initial_z.npz)")
+    q.add_argument("--taus", default="0.1,0.5,1.0,1.15,1.3")
+    q.add_argument("--profile", default="default", choices=PROFILES, help="CMA-ES budget per tau")
+    q.add_argument("--episodes", type=int, default=100)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", default=None, help="default: WEIGHTS/tau_sweep")
+    q.add_argument("--workers", type=int, default=None)
+    q.add_argument("--device", default=None)
+    q.add_argument("--json", action="store_true")
+    q.add_argument("--no-progress", action="store_true")
+    q.set_defaults(func=cmd_tau_sweep)
     return p
 
 

@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cma
 import numpy as np
 
 from .checkpoint import read_json, save_model, save_npz, write_json
@@ -35,9 +34,12 @@ class CMAESConfig:
     workers: int | None = None  # evaluation processes (None: one per core)
     eval_every: int = 25  # evaluate the distribution mean every this many generations (0: never)
     eval_episodes: int = 1024
+    where: str = "real"  # "real": rollouts in the game; "dream": inside M (Doom)
 
 
-def make_es(n_params: int, cfg: CMAESConfig, seed: int) -> cma.CMAEvolutionStrategy:
+def make_es(n_params: int, cfg: CMAESConfig, seed: int):
+    import cma  # imported here: it pulls in scipy, seconds that every other command would pay
+
     rng = np.random.default_rng([seed, 3])
     return cma.CMAEvolutionStrategy(np.zeros(n_params), cfg.sigma0, {
         "popsize": cfg.popsize, "seed": np.nan,  # nan: leave numpy's global RNG alone

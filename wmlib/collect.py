@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import save_npz
-from .envs import ACTION_SIZES, check_env_name, make_env
+from .envs import check_env_name, make_env
 from .errors import WMError
 from .parallel import make_executor, run_tasks
 from .policies import make_policy

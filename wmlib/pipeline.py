@@ -12,6 +12,7 @@
 Every stage can be rerun: finished work is kept, interrupted work continues.
 """
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ from .vae import ConvVAE, VAEConfig
 
 
 def log_err(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
 
 
 def open_run(run_dir: Path, cfg: RunConfig) -> RunConfig:
@@ -86,8 +87,12 @@ def stage_mdnrnn(cfg: RunConfig, run_dir: Path, device=None, progress=True):
     train_mdnrnn(packed, run_dir, cfg.env, cfg.mdnrnn, cfg.mdnrnn_train, cfg.seed, device, progress, log_err)
 
 
-def stage_controller(cfg: RunConfig, run_dir: Path, progress=True, executor=None):
+def stage_controller(cfg: RunConfig, run_dir: Path, progress=True, executor=None, device=None):
     c = cfg.cmaes
+    if c.where == "dream":
+        return stage_controller_dream(cfg, run_dir, progress, device)
+    if c.where != "real":
+        raise WMError(f"--where must be 'real' or 'dream', got {c.where!r}")
     load_model(ConvVAE, VAEConfig, run_dir, "vae", cfg.env)  # clear errors before spawning workers
     from .mdnrnn import MDNRNN, MDNRNNConfig
     load_model(MDNRNN, MDNRNNConfig, run_dir, "mdnrnn", cfg.env)
@@ -123,3 +128,26 @@ def stage_evaluate(cfg: RunConfig, run_dir: Path, progress=True, executor=None) 
     write_json(run_dir / "evaluation.json", res)
     log_err(f"[evaluate] {cfg.env}: {res['mean']:.1f} +- {res['std']:.1f} over {res['episodes']} episodes")
     return res
+
+
+def stage_controller_dream(cfg: RunConfig, run_dir: Path, progress=True, device=None):
+    """CMA-ES inside M's dream: each generation's pop x rollouts episodes run as one batch."""
+    from .dream import OBS_OF_CONTROLLER, DreamModel, dream_returns
+    c, d = cfg.cmaes, cfg.dream
+    if cfg.env != "doom":
+        raise WMError(f"{cfg.env}'s M predicts no reward, so its dream cannot score a controller; train C with "
+                      "--where real (the paper trained CarRacing's C in the real game)")
+    model = DreamModel(run_dir, cfg.env, pick_device(device), OBS_OF_CONTROLLER[cfg.controller.kind])
+    log_err(f"[train-controller] CMA-ES in {cfg.env}'s dream (tau {d.tau}): pop {c.popsize} x {c.rollouts} "
+            f"rollouts = {c.popsize * c.rollouts} episodes per generation in one batch, {c.generations} generations")
+
+    def evaluate_population(solutions, generation):
+        return dream_returns(model, cfg.controller, solutions, c.rollouts, d.tau, train_seed(cfg.seed, generation, 0),
+                             d.max_steps, d.done_mode)
+
+    def evaluate_mean(params):  # the virtual score; the real one is measured by `evaluate`
+        r = dream_returns(model, cfg.controller, np.asarray(params)[None], c.eval_episodes, d.tau,
+                          eval_seed(cfg.seed + 1, 0), d.max_steps, d.done_mode)[0]
+        return float(r.mean()), float(r.std())
+
+    train_cmaes(evaluate_population, cfg.controller, c, run_dir, cfg.env, cfg.seed, evaluate_mean, log_err, progress)

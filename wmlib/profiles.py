@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from .cmaes import CMAESConfig
 from .controller import ControllerConfig
+from .dream import DreamConfig
 from .envs import check_env_name
 from .errors import WMError
 from .mdnrnn import MDNRNNConfig
@@ -61,6 +62,7 @@ class RunConfig:
     mdnrnn_train: MDNTrainConfig = field(default_factory=MDNTrainConfig)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     cmaes: CMAESConfig = field(default_factory=CMAESConfig)
+    dream: DreamConfig = field(default_factory=DreamConfig)
     eval_episodes: int = 100
     eval_max_steps: int | None = None  # None: the env's own cap
 
@@ -72,7 +74,7 @@ class RunConfig:
         kinds = {f.name: f.type for f in dataclasses.fields(cls)}
         nested = {"collect": CollectConfig, "vae": VAEConfig, "vae_train": VAETrainConfig,
                   "mdnrnn": MDNRNNConfig, "mdnrnn_train": MDNTrainConfig,
-                  "controller": ControllerConfig, "cmaes": CMAESConfig}
+                  "controller": ControllerConfig, "cmaes": CMAESConfig, "dream": DreamConfig}
         try:
             args = {k: (nested[k](**v) if k in nested else v) for k, v in d.items() if k in kinds}
             return cls(**args)
@@ -118,21 +120,25 @@ def _doom(profile: str) -> RunConfig:
         cfg.vae_train = VAETrainConfig(epochs=1, batch_size=32, lr=1e-3, block_episodes=2)
         cfg.mdnrnn_train = MDNTrainConfig(steps=10, batch_size=4, seq_len=32, lr=1e-3, min_lr=1e-5,
                                           lr_decay=0.99999)
-        cfg.cmaes = CMAESConfig(popsize=4, rollouts=1, generations=2, max_steps=100, workers=2, eval_every=0)
+        cfg.cmaes = CMAESConfig(popsize=4, rollouts=2, generations=2, max_steps=100, workers=2, eval_every=0,
+                                where="dream")
+        cfg.dream = DreamConfig(tau=1.15, max_steps=100)
         cfg.eval_episodes, cfg.eval_max_steps = 2, 100
-    elif profile == "default":
+    elif profile == "default":  # end to end in under an hour on a 2-core CPU
         cfg.collect = CollectConfig(episodes=600, max_steps=2100, policy="held_random", min_length=100)
-        cfg.vae_train = VAETrainConfig(epochs=2, batch_size=100, lr=1e-3)
-        cfg.mdnrnn_train = MDNTrainConfig(steps=2000, batch_size=100, seq_len=500, lr=1e-3, min_lr=1e-5,
-                                          lr_decay=0.99999)
-        cfg.cmaes = CMAESConfig(popsize=32, rollouts=8, generations=25, eval_every=5, eval_episodes=32)
+        cfg.vae_train = VAETrainConfig(epochs=1, batch_size=100, lr=1e-3)
+        cfg.mdnrnn_train = MDNTrainConfig(steps=500, batch_size=64, seq_len=250, lr=1e-3, min_lr=1e-4,
+                                          lr_decay=0.995)
+        cfg.cmaes = CMAESConfig(popsize=32, rollouts=8, generations=40, eval_every=10, eval_episodes=256,
+                                where="dream")
         cfg.eval_episodes = 100
     else:  # paper
         cfg.collect = CollectConfig(episodes=10_000, max_steps=2100, policy="held_random", min_length=100)
         cfg.vae_train = VAETrainConfig(epochs=10, batch_size=100, lr=1e-4)
         cfg.mdnrnn_train = MDNTrainConfig(steps=24_000, batch_size=100, seq_len=500, lr=1e-3, min_lr=1e-5,
                                           lr_decay=0.99999)
-        cfg.cmaes = CMAESConfig(popsize=64, rollouts=16, generations=200, eval_every=25, eval_episodes=1024)
+        cfg.cmaes = CMAESConfig(popsize=64, rollouts=16, generations=200, eval_every=25, eval_episodes=1024,
+                                where="dream")
         cfg.eval_episodes = 100
     return cfg
 

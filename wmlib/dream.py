@@ -1,0 +1,307 @@
+"""The dream: M (with V to draw it) as an environment, one episode or thousands in one batch.
+
+A dream episode starts from the (mu, logvar) of a recorded real first frame (initial_z.npz), with a
+zero LSTM state and the restart flag set. Each step feeds (z_t, a_t) to M, samples z_{t+1} from its
+mixture at temperature tau and, for Doom, ends the episode when M's p(done) exceeds 0.5 (or, with
+done_mode="bernoulli", with probability p(done)) or at 2,100 steps. Doom's reward is +1 per step
+survived, as in the real game; CarRacing's M predicts no reward, so its dream pays 0.
+
+The controller's observation is what C reads: [z, c, h] for Doom's controller, [z, h] for
+CarRacing's (c and h are M's LSTM cell and output *before* it sees this step's action).
+
+- `DreamModel`: the batched core (M, the initial frames, sampling), shared by everything below;
+- `DreamEnv`: a gymnasium.Env (`gymnasium.make("wmlib/Dream-v0", weights=DIR, tau=1.15)`);
+- `DreamVectorEnv`: a gymnasium.vector.VectorEnv stepping N dreams in one forward pass of M;
+- `dream_returns`: a CMA-ES population (pop x rollouts episodes) in one batch, each episode acted
+  on by its own candidate's controller with batched weights.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import gymnasium as gym
+import torch
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from .checkpoint import load_model, read_json
+from .controller import Controller, ControllerConfig
+from .errors import WMError
+from .mdnrnn import MDNRNN, MDNRNNConfig, sample_next_z
+from .vae import ConvVAE, VAEConfig, tensor_to_frames
+
+DEFAULT_OBS = {"doom": "zch", "carracing": "zh"}
+OBS_OF_CONTROLLER = {"zch": "zch", "zh": "zh", "z": "z", "z_hidden": "z"}
+DONE_MODES = ("threshold", "bernoulli")
+
+
+@dataclass
+class DreamConfig:
+    tau: float = 1.15  # the paper's best transfer (its table: 0.1 to 1.3)
+    done_mode: str = "threshold"  # episode ends when p(done) > 0.5; "bernoulli" samples it
+    max_steps: int = 2100
+
+
+class DreamModel:
+    """M plus the recorded first frames: batched reset and step, on CPU or GPU."""
+
+    def __init__(self, weights, env: str | None = None, device="cpu", obs: str | None = None,
+                 load_vae: bool = False):
+        weights = Path(weights)
+        if not weights.is_dir():
+            raise WMError(f"weights directory {weights} does not exist; pass a run directory or a shipped "
+                          "weights directory (e.g. pretrained/doom)")
+        if env is None:
+            env = read_json(weights / "mdnrnn.json").get("env") if (weights / "mdnrnn.json").exists() else None
+        self.env = env
+        self.device = torch.device(device)
+        self.mdnrnn, _ = load_model(MDNRNN, MDNRNNConfig, weights, "mdnrnn", env, self.device)
+        if env == "doom" and not self.mdnrnn.config.done_head:
+            raise WMError(f"the M in {weights} has no done head (is it a CarRacing M?): a Doom dream needs M to "
+                          "predict when the episode ends; use weights trained with --env doom")
+        init = weights / "initial_z.npz"
+        if not init.exists():
+            raise WMError(f"missing initial-z file {init}: the dream starts from recorded first frames. It is "
+                          "written when M's training data is encoded: rerun `python -m wmlib train-mdnrnn` "
+                          "for this run directory, or copy initial_z.npz from it")
+        try:
+            with np.load(init, allow_pickle=False) as f:
+                mu, logvar = f["mu"], f["logvar"]
+        except Exception as e:
+            raise WMError(f"{init} is corrupt ({e}); rerun `python -m wmlib train-mdnrnn` to rewrite it") from e
+        if mu.ndim != 2 or mu.shape[1] != self.mdnrnn.config.z_size or mu.shape != logvar.shape or len(mu) == 0:
+            raise WMError(f"{init} holds first frames of shape {mu.shape}, but M expects z of size "
+                          f"{self.mdnrnn.config.z_size}; it belongs to another V: rewrite it with train-mdnrnn")
+        self.init_mu = torch.as_tensor(mu, dtype=torch.float32, device=self.device)
+        self.init_logvar = torch.as_tensor(logvar, dtype=torch.float32, device=self.device)
+        self.obs_kind = obs or DEFAULT_OBS.get(env, "zh")
+        c = self.mdnrnn.config
+        self.obs_size = c.z_size + {"zch": 2 * c.hidden_size, "zh": c.hidden_size, "z": 0}[self.obs_kind]
+        self.vae = load_model(ConvVAE, VAEConfig, weights, "vae", env, self.device)[0] if load_vae else None
+
+    @property
+    def z_size(self) -> int:
+        return self.mdnrnn.config.z_size
+
+    @property
+    def action_size(self) -> int:
+        return self.mdnrnn.config.action_size
+
+    def initial(self, n: int, generator: torch.Generator, frames: torch.Tensor | None = None):
+        """n starting latents (from random recorded first frames, or the given indices) and zero states."""
+        if frames is None:
+            frames = torch.randint(len(self.init_mu), (n,), generator=generator, device=self.device)
+        mu, logvar = self.init_mu[frames], self.init_logvar[frames]
+        eps = torch.randn(mu.shape, generator=generator, device=self.device)
+        return mu + torch.exp(0.5 * logvar) * eps, self.mdnrnn.initial_state(n, self.device)
+
+    def observe(self, z, state) -> torch.Tensor:
+        h, c = state[0][0], state[1][0]
+        return {"zch": lambda: torch.cat([z, c, h], -1), "zh": lambda: torch.cat([z, h], -1),
+                "z": lambda: z}[self.obs_kind]()
+
+    @torch.no_grad()
+    def step(self, z, action, restart, state, tau: float, generator: torch.Generator, done_mode="threshold"):
+        """One batched dream step -> (next z, next state, done (bool), p(done))."""
+        out = self.mdnrnn.step(z, action, restart, state)
+        next_z = sample_next_z(out.logpi[:, 0], out.mu[:, 0], out.logsigma[:, 0], tau, generator)
+        if out.done_logit is None:
+            p = torch.zeros(len(z), device=self.device)
+        else:
+            p = torch.sigmoid(out.done_logit[:, 0])
+        if done_mode == "bernoulli":
+            done = torch.rand(p.shape, generator=generator, device=self.device) < p
+        else:
+            done = p > 0.5
+        return next_z, out.state, done, p
+
+    @torch.no_grad()
+    def decode(self, z) -> np.ndarray:
+        if self.vae is None:
+            raise RuntimeError("this DreamModel was made without V (load_vae=False)")
+        return tensor_to_frames(self.vae.decode(z))
+
+
+def _check_args(tau, done_mode, max_steps):
+    if not (isinstance(tau, (int, float)) and np.isfinite(tau) and tau > 0):
+        raise WMError(f"the dream's temperature tau must be a number > 0, got {tau!r}; the paper used 1.15 "
+                      "(0.1 to 1.3 in its table)")
+    if done_mode not in DONE_MODES:
+        raise WMError(f"done_mode must be one of {', '.join(DONE_MODES)}, got {done_mode!r}")
+    if int(max_steps) < 1:
+        raise WMError(f"max_steps must be at least 1, got {max_steps}")
+
+
+class DreamEnv(gym.Env):
+    """One dream episode at a time, with gymnasium's API. Reward +1 per step for Doom."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 35}
+
+    def __init__(self, weights, tau: float = 1.15, done_mode: str = "threshold", max_steps: int = 2100,
+                 render_mode: str | None = None, device="cpu", env: str | None = None, obs: str | None = None):
+        _check_args(tau, done_mode, max_steps)
+        if render_mode not in (None, "rgb_array"):
+            raise WMError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.model = DreamModel(weights, env, device, obs, load_vae=render_mode == "rgb_array")
+        self.tau, self.done_mode, self.max_steps, self.render_mode = float(tau), done_mode, int(max_steps), render_mode
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.model.obs_size,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.model.action_size,), np.float32)
+        self.reward_per_step = 1.0 if self.model.env == "doom" else 0.0
+        self._gen = torch.Generator(device=self.model.device)
+
+    def _obs(self) -> np.ndarray:
+        return self.model.observe(self.z, self.state)[0].cpu().numpy().astype(np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._gen.manual_seed(int(self.np_random.integers(2**62)))
+        self.z, self.state = self.model.initial(1, self._gen)
+        self.restart = torch.ones(1, device=self.model.device)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        a = torch.as_tensor(np.asarray(action, np.float32).reshape(1, -1), device=self.model.device).clamp(-1, 1)
+        self.z, self.state, done, p = self.model.step(self.z, a, self.restart, self.state, self.tau, self._gen,
+                                                     self.done_mode)
+        self.restart = torch.zeros_like(self.restart)
+        self.t += 1
+        terminated = bool(done[0])
+        truncated = not terminated and self.t >= self.max_steps
+        return self._obs(), self.reward_per_step, terminated, truncated, {"p_done": float(p[0])}
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            return self.model.decode(self.z)[0]
+        return None
+
+
+class DreamVectorEnv(VectorEnv):
+    """N dreams stepped together: one forward pass of M per step for the whole batch.
+
+    Autoreset follows gymnasium's default (next step): the step after an episode ends resets that
+    sub-environment, ignores its action and returns its first observation with reward 0.
+    """
+
+    def __init__(self, weights, num_envs: int, tau: float = 1.15, done_mode: str = "threshold",
+                 max_steps: int = 2100, device="cpu", env: str | None = None, obs: str | None = None):
+        _check_args(tau, done_mode, max_steps)
+        if int(num_envs) < 1:
+            raise WMError(f"num_envs must be at least 1, got {num_envs}")
+        self.model = DreamModel(weights, env, device, obs)
+        self.num_envs = int(num_envs)
+        self.tau, self.done_mode, self.max_steps = float(tau), done_mode, int(max_steps)
+        self.metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+        self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (self.model.obs_size,), np.float32)
+        self.single_action_space = gym.spaces.Box(-1.0, 1.0, (self.model.action_size,), np.float32)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.reward_per_step = 1.0 if self.model.env == "doom" else 0.0
+        self._gen = torch.Generator(device=self.model.device)
+        self._gen.manual_seed(0)
+
+    def _obs(self) -> np.ndarray:
+        return self.model.observe(self.z, self.state).cpu().numpy().astype(np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            self._gen.manual_seed(int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0] >> 1))
+        self.z, self.state = self.model.initial(self.num_envs, self._gen)
+        dev = self.model.device
+        self.restart = torch.ones(self.num_envs, device=dev)
+        self.t = torch.zeros(self.num_envs, dtype=torch.long, device=dev)
+        self.needs_reset = torch.zeros(self.num_envs, dtype=torch.bool, device=dev)
+        return self._obs(), {}
+
+    def step(self, actions):
+        dev = self.model.device
+        a = torch.as_tensor(np.asarray(actions, np.float32).reshape(self.num_envs, -1), device=dev).clamp(-1, 1)
+        resetting = self.needs_reset
+        if resetting.any():  # autoreset: fresh episodes where the last step ended one
+            z0, (h0, c0) = self.model.initial(int(resetting.sum()), self._gen)
+            self.z[resetting] = z0
+            self.state[0][0][resetting] = h0[0]
+            self.state[1][0][resetting] = c0[0]
+            self.restart[resetting] = 1.0
+            self.t[resetting] = 0
+        # step every episode (the resetting ones too, their results are discarded below)
+        keep_z, keep_state = self.z.clone(), (self.state[0].clone(), self.state[1].clone())
+        z, state, done, p = self.model.step(self.z, a, self.restart, self.state, self.tau, self._gen, self.done_mode)
+        r = resetting.unsqueeze(-1)
+        self.z = torch.where(r, keep_z, z)
+        self.state = (torch.where(r.unsqueeze(0), keep_state[0], state[0]),
+                      torch.where(r.unsqueeze(0), keep_state[1], state[1]))
+        self.restart = torch.where(resetting, self.restart, torch.zeros_like(self.restart))
+        self.t = torch.where(resetting, self.t, self.t + 1)
+        terminated = done & ~resetting
+        truncated = ~terminated & ~resetting & (self.t >= self.max_steps)
+        rewards = torch.where(resetting, 0.0, self.reward_per_step)
+        self.needs_reset = terminated | truncated
+        return (self._obs(), rewards.cpu().numpy().astype(np.float64), terminated.cpu().numpy(),
+                truncated.cpu().numpy(), {"p_done": p.cpu().numpy()})
+
+
+def batched_controller(config: ControllerConfig, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Apply N controllers at once: params (N, P) flat vectors (Controller.get_flat order), x (N, in) -> (N, A).
+
+    The same computation as Controller.forward, with one weight matrix per row (einsum, no Python
+    loop over candidates).
+    """
+    n_in, A = config.input_size, config.action_size
+
+    def linear(offset, fan_in, fan_out, bias):
+        W = params[:, offset:offset + fan_in * fan_out].view(-1, fan_out, fan_in)
+        offset += fan_in * fan_out
+        b = None
+        if bias:
+            b = params[:, offset:offset + fan_out]
+            offset += fan_out
+        return W, b, offset
+
+    def apply(W, b, v):
+        y = torch.einsum("noi,ni->no", W, v)
+        return y if b is None else y + b
+
+    if config.kind == "z_hidden":
+        W1, b1, o = linear(0, n_in, config.hidden_units, True)
+        W2, b2, o = linear(o, config.hidden_units, A, True)
+        return torch.tanh(apply(W2, b2, torch.tanh(apply(W1, b1, x))))
+    W, b, o = linear(0, n_in, A, config.kind != "zch")
+    return torch.tanh(apply(W, b, x))
+
+
+@torch.no_grad()
+def dream_returns(model: DreamModel, controller: ControllerConfig, solutions, rollouts: int, tau: float,
+                  seed: int, max_steps: int = 2100, done_mode: str = "threshold",
+                  start_frames: torch.Tensor | None = None) -> np.ndarray:
+    """Play rollouts dream episodes with each of the candidates in solutions (pop, P) -> returns (pop, rollouts).
+
+    All pop x rollouts episodes run as one batch; finished episodes drop out of the batch. Rollout r
+    of every candidate starts from the same recorded frame (common random numbers).
+    """
+    _check_args(tau, done_mode, max_steps)
+    dev = model.device
+    params = torch.as_tensor(np.asarray(solutions), dtype=torch.float32, device=dev)
+    pop = params.shape[0]
+    n = pop * rollouts
+    gen = torch.Generator(device=dev).manual_seed(int(seed))
+    if start_frames is None:
+        start_frames = torch.randint(len(model.init_mu), (rollouts,), generator=gen, device=dev)
+    z, state = model.initial(n, gen, start_frames.repeat(pop))
+    candidate = torch.arange(n, device=dev) // rollouts
+    alive = torch.arange(n, device=dev)
+    steps = torch.zeros(n, device=dev)
+    restart = torch.ones(n, device=dev)
+    for t in range(max_steps):
+        action = batched_controller(controller, params[candidate[alive]], model.observe(z, state))
+        z, state, done, _ = model.step(z, action, restart, state, tau, gen, done_mode)
+        steps[alive] += 1
+        restart = torch.zeros_like(restart)
+        if done.any():
+            keep = ~done
+            alive, z, restart = alive[keep], z[keep], restart[keep]
+            state = (state[0][:, keep], state[1][:, keep])
+            if len(alive) == 0:
+                break
+    reward = 1.0 if model.env == "doom" else 0.0
+    return (steps * reward).view(pop, rollouts).cpu().numpy().astype(np.float64)

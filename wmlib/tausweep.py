@@ -1,0 +1,88 @@
+"""The paper's temperature table: one controller trained in the dream per tau, scored in the dream
+(virtual) and in the real game (actual), 100 episodes each.
+
+Each tau gets its own folder OUT/tau_X with links to V, M and the first frames, its CMA-ES state
+and its scores, so an interrupted sweep resumes where it stopped.
+"""
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import read_json, write_json
+from .cmaes import train_cmaes
+from .dream import OBS_OF_CONTROLLER, DreamModel, dream_returns
+from .errors import WMError
+from .profiles import RunConfig
+from .rollout import eval_seed, evaluate, train_seed
+
+PAPER = {0.1: ("2086 ± 140", "193 ± 58"), 0.5: ("2060 ± 277", "196 ± 50"), 1.0: ("1145 ± 690", "868 ± 511"),
+         1.15: ("918 ± 546", "1092 ± 556"), 1.3: ("732 ± 269", "753 ± 139")}
+SHARED = ("vae.safetensors", "vae.json", "mdnrnn.safetensors", "mdnrnn.json", "initial_z.npz")
+
+
+def parse_taus(text: str) -> list[float]:
+    try:
+        taus = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError as e:
+        raise WMError(f"--taus must be comma-separated numbers such as 0.1,0.5,1.0,1.15,1.3, got {text!r}") from e
+    if not taus or any(not (np.isfinite(t) and t > 0) for t in taus):
+        raise WMError(f"every tau must be a number > 0, got {text!r}")
+    return taus
+
+
+def link_shared(weights: Path, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in SHARED:
+        src, dst = weights / name, folder / name
+        if not src.exists():
+            raise WMError(f"{src} is missing: the sweep needs V, M and initial_z.npz from a Doom run or weights dir")
+        if not dst.exists():
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+
+
+def tau_sweep(weights: Path, taus: list[float], cfg: RunConfig, out: Path, episodes: int = 100, seed: int = 0,
+              device="cpu", workers=None, log=print, progress=True) -> dict:
+    weights, out = Path(weights), Path(out)
+    DreamModel(weights, "doom", device)  # validates the weights before any work
+    rows = []
+    for tau in taus:
+        folder = out / f"tau_{tau:g}"
+        result_path = folder / "scores.json"
+        if result_path.exists():
+            rows.append(read_json(result_path))
+            continue
+        link_shared(weights, folder)
+        model = DreamModel(folder, "doom", device, OBS_OF_CONTROLLER[cfg.controller.kind])
+        c, d = cfg.cmaes, cfg.dream
+        log(f"tau {tau}: CMA-ES in the dream, pop {c.popsize} x {c.rollouts}, {c.generations} generations")
+        controller = train_cmaes(
+            lambda sols, g: dream_returns(model, cfg.controller, sols, c.rollouts, tau, train_seed(seed, g, 0),
+                                          d.max_steps, d.done_mode),
+            cfg.controller, c, folder, "doom", seed, None, log, progress)
+        virtual = dream_returns(model, cfg.controller, controller.get_flat()[None], episodes, tau,
+                                eval_seed(seed, 1), d.max_steps, d.done_mode)[0]
+        actual = evaluate("doom", folder, episodes, seed, None, workers, progress=progress)
+        row = {"tau": tau, "virtual_mean": float(virtual.mean()), "virtual_std": float(virtual.std()),
+               "actual_mean": actual["mean"], "actual_std": actual["std"], "episodes": episodes}
+        write_json(result_path, row)
+        log(f"tau {tau}: virtual {row['virtual_mean']:.0f} ± {row['virtual_std']:.0f}, actual "
+            f"{row['actual_mean']:.0f} ± {row['actual_std']:.0f}")
+        rows.append(row)
+    res = {"weights": str(weights), "episodes": episodes, "rows": rows, "markdown": sweep_markdown(rows)}
+    write_json(out / "tau_sweep.json", res)
+    (out / "tau_sweep.md").write_text(res["markdown"] + "\n")
+    return res
+
+
+def sweep_markdown(rows: list[dict]) -> str:
+    lines = ["| tau | virtual (wmlib) | actual (wmlib) | virtual (paper) | actual (paper) |", "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        pv, pa = PAPER.get(round(r["tau"], 2), ("-", "-"))
+        lines.append(f"| {r['tau']:g} | {r['virtual_mean']:.0f} ± {r['virtual_std']:.0f} | {r['actual_mean']:.0f} ± "
+                     f"{r['actual_std']:.0f} | {pv} | {pa} |")
+    return "\n".join(lines)
