@@ -165,3 +165,64 @@ def test_run_directory_that_is_not_a_run(tmp_path):
 def test_corrupt_run_json(tmp_path):
     (tmp_path / "run.json").write_text("{not json")
     user_error(wmlib_cli("collect", "--env", "doom", "--profile", "smoke", "--run-dir", tmp_path), "run.json")
+
+
+# ---- the dream's commands ---------------------------------------------------------------------------
+
+def test_export_ships_fp16_weights_with_a_card(smoke_run, tmp_path):
+    env, run_dir = smoke_run
+    out = tmp_path / "pretrained"
+    r = wmlib_cli("export", "--env", env, "--run-dir", run_dir, "--out", out, "--episodes", "2", "--workers", "1",
+                  "--no-progress", check=True)
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["score"]["episodes"] == 2 and card["seed"] == 0 and card["data"]["episodes"] == 4
+    assert set(card["training_seconds"]) >= {"collect", "vae", "mdnrnn", "controller"}
+    assert json.loads(r.stdout.strip().splitlines()[-1])["mean"] == card["score"]["mean"]
+    from safetensors.torch import load_file
+    assert all(t.dtype.itemsize == 2 for t in load_file(str(out / "vae.safetensors")).values())
+    res = json.loads(wmlib_cli("evaluate", "--env", env, "--weights", out, "--episodes", "2", "--workers", "1",
+                               "--json", "--no-progress", check=True).stdout.strip().splitlines()[-1])
+    assert res["mean"] == card["score"]["mean"], "the card's score must be the stored weights' score"
+
+
+def test_dream_commands_refuse_bad_input(smoke_run, tmp_path):
+    env, run_dir = smoke_run
+    user_error(wmlib_cli("tau-sweep", "--weights", run_dir, "--taus", "0.5,abc"), "--taus")
+    user_error(wmlib_cli("tau-sweep", "--weights", run_dir, "--taus", "0"), "tau")
+    user_error(wmlib_cli("dream-check", "--weights", tmp_path / "nope"), "does not exist")
+    user_error(wmlib_cli("dream-check", "--weights", run_dir, "--tau", "-1"), "--tau")
+    user_error(wmlib_cli("train-controller", "--env", env, "--profile", "smoke", "--run-dir", run_dir, "--tau", "0"),
+               "--tau")
+
+
+def test_where_the_controller_trains(smoke_run):
+    """Doom's C trains in the dream (the profile says so); CarRacing's M has no reward to dream with."""
+    env, run_dir = smoke_run
+    settings = json.loads((run_dir / "cmaes" / "settings.json").read_text())
+    if env == "doom":
+        assert settings["cmaes"]["where"] == "dream"
+        return
+    assert settings["cmaes"]["where"] == "real"
+    user_error(wmlib_cli("train-controller", "--env", env, "--profile", "smoke", "--run-dir", run_dir,
+                         "--where", "dream"), "no reward", "--where real")
+
+
+def test_iterative_procedure(smoke_run, tmp_path):
+    """One round: new episodes played by the agent, M trained on, C trained again in a fresh CMA-ES."""
+    env, run_dir = smoke_run
+    if env != "doom":
+        user_error(wmlib_cli("iterate", "--env", env, "--profile", "smoke", "--run-dir", run_dir,
+                             "--iterations", "1"), "dream")
+        return
+    it = tmp_path / "it"
+    shutil.copytree(run_dir, it)
+    before = json.loads((it / "mdnrnn.json").read_text())["steps"]
+    wmlib_cli("iterate", "--env", env, "--profile", "smoke", "--run-dir", it, "--iterations", "1", "--no-progress",
+              check=True)
+    eps = sorted(p.name for p in (it / "episodes").glob("ep_*.npz"))
+    assert len(eps) == 6
+    with np.load(it / "episodes" / eps[-1]) as f:
+        assert str(f["policy"]) == "agent"
+    assert json.loads((it / "mdnrnn.json").read_text())["steps"] == before + 5
+    assert (it / "cmaes_iter1" / "state.npz").exists()
+    assert len(np.load(it / "series" / "packed" / "lengths.npy")) == 6

@@ -85,3 +85,11 @@ def test_doom_buttons_read_from_the_game():
 def test_unknown_env_name():
     with pytest.raises(WMError, match="carracing"):
         make_env("pong")
+
+
+@pytest.mark.parametrize("name,cap", [("carracing", 1000), ("doom", 2100)])
+def test_default_episode_caps(name, cap):
+    """Without max_steps, episodes end at the env's own cap: evaluation must not run past it."""
+    from wmlib.collect import _cached_env
+    e = _cached_env(name, None)
+    assert e.env._max_episode_steps == cap and e.spec.max_episode_steps == cap

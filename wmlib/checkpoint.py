@@ -37,12 +37,12 @@ class _AtomicPath:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         os.close(fd)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give them the usual permissions
         self.tmp = Path(tmp)
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
+            os.chmod(self.tmp, 0o666 & ~_UMASK)  # mkstemp (and some writers) make 0600 files
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)

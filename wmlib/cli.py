@@ -39,6 +39,8 @@ def _run_config(args):
         cfg.collect.episodes = _positive("--episodes", args.episodes)
     if getattr(args, "generations", None) is not None:
         cfg.cmaes.generations = _positive("--generations", args.generations)
+    if getattr(args, "iterations", None) is not None:
+        cfg.iterate.iterations = _positive("--iterations", args.iterations, allow_zero=True)
     if getattr(args, "where", None) is not None:
         cfg.cmaes.where = args.where
     if getattr(args, "tau", None) is not None:
@@ -62,12 +64,15 @@ def cmd_stage(args):
     progress = not args.no_progress
     stages = {"collect": [P.stage_collect], "train-vae": [P.stage_vae], "train-mdnrnn": [P.stage_mdnrnn],
               "train-controller": [P.stage_controller],
-              "run": [P.stage_collect, P.stage_vae, P.stage_mdnrnn, P.stage_controller, P.stage_evaluate]}
+              "iterate": [P.stage_iterate],
+              "run": [P.stage_collect, P.stage_vae, P.stage_mdnrnn, P.stage_controller, P.stage_iterate,
+                      P.stage_evaluate]}
     for stage in stages[args.command]:
         kwargs = {"progress": progress}
-        if stage in (P.stage_vae, P.stage_mdnrnn, P.stage_controller):
+        if stage in (P.stage_vae, P.stage_mdnrnn, P.stage_controller, P.stage_iterate):
             kwargs["device"] = args.device
-        stage(cfg, run_dir, **kwargs)
+        with P.timed(run_dir, stage.__name__.removeprefix("stage_")):
+            stage(cfg, run_dir, **kwargs)
     print(f"done: {args.command} ({cfg.env}, profile {cfg.profile}) in {run_dir}", file=sys.stderr)
 
 
@@ -117,6 +122,14 @@ def cmd_tau_sweep(args):
         print(json.dumps({k: v for k, v in res.items() if k != "markdown"}))
 
 
+def cmd_export(args):
+    from .export import export
+    _positive("--episodes", args.episodes)
+    card = export(args.run_dir, args.out, args.env, args.episodes, args.seed,
+                  command=args.command_line, workers=args.workers, progress=not args.no_progress)
+    print(json.dumps(card["score"]))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .envs import ENV_NAMES
     from .profiles import PROFILES
@@ -131,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_info)
 
     helps = {"collect": "random rollouts into RUN_DIR/episodes", "train-vae": "train V on the episodes",
-             "train-mdnrnn": "encode series with V and train M", "train-controller": "CMA-ES for C in the real env",
+             "train-mdnrnn": "encode series with V and train M",
+             "train-controller": "CMA-ES for C (in the real game, or in the dream with --where dream)",
+             "iterate": "the iterative procedure: collect with C, retrain M, retrain C in the dream",
              "run": "all stages, then evaluate"}
     for name, h in helps.items():
         q = sub.add_parser(name, help=h)
@@ -144,11 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--no-progress", action="store_true", help="no progress bars")
         if name in ("collect", "run"):
             q.add_argument("--episodes", type=int, default=None, help="override the profile's episode count")
-        if name in ("train-controller", "run"):
+        if name in ("train-controller", "run", "iterate"):
             q.add_argument("--generations", type=int, default=None, help="override the profile's generations")
             q.add_argument("--where", choices=("real", "dream"), default=None,
                            help="train C in the real game or in M's dream (default: the profile's)")
             q.add_argument("--tau", type=float, default=None, help="the dream's temperature (default 1.15)")
+        if name in ("iterate", "run"):
+            q.add_argument("--iterations", type=int, default=None,
+                           help="rounds of the iterative procedure (default: the profile's)")
         q.set_defaults(func=cmd_stage)
 
     q = sub.add_parser("evaluate", help="play N real episodes with a trained agent")
@@ -161,6 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="last line of stdout: one JSON object")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=cmd_evaluate)
+
+    q = sub.add_parser("export", help="fp16 weights + model card (with a fresh evaluation) for shipping")
+    q.add_argument("--env", **env_kw)
+    q.add_argument("--run-dir", type=Path, required=True)
+    q.add_argument("--out", type=Path, required=True, help="e.g. pretrained/doom")
+    q.add_argument("--episodes", type=int, default=100)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--workers", type=int, default=None)
+    q.add_argument("--command-line", default=None, help="the command that trained the run, for the card")
+    q.add_argument("--no-progress", action="store_true")
+    q.set_defaults(func=cmd_export)
 
     q = sub.add_parser("dream-check", help="survival of fixed policies in the Doom dream and in the real game")
     q.add_argument("--weights", required=True, help="a Doom run or weights directory (V, M, initial_z.npz)")

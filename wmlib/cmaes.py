@@ -52,14 +52,15 @@ def fitness_of(returns: np.ndarray, solutions: np.ndarray, weight_decay: float) 
 
 
 def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: CMAESConfig, out_dir: Path,
-                env: str, seed: int = 0, evaluate_mean=None, log=print, progress: bool = True) -> Controller:
-    """Run CMA-ES, resuming from out_dir/cmaes if it holds a state.
+                env: str, seed: int = 0, evaluate_mean=None, log=print, progress: bool = True,
+                state_name: str = "cmaes") -> Controller:
+    """Run CMA-ES, resuming from out_dir/state_name if it holds a state.
 
     evaluate_population(solutions (pop, P), generation) -> returns (pop, rollouts).
     evaluate_mean(params) -> (mean, std), called every cfg.eval_every generations.
     """
     out_dir = Path(out_dir)
-    state_dir = out_dir / "cmaes"
+    state_dir = out_dir / state_name
     state_dir.mkdir(parents=True, exist_ok=True)
     controller = Controller(controller_config)
     settings = {"cmaes": dataclasses.asdict(cfg), "controller": dataclasses.asdict(controller_config),

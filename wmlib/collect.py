@@ -19,7 +19,7 @@ from .checkpoint import save_npz
 from .envs import check_env_name, make_env
 from .errors import WMError
 from .parallel import make_executor, run_tasks
-from .policies import make_policy
+from .policies import POLICIES, make_policy
 
 EPISODE_GLOB = "ep_*.npz"
 
@@ -51,7 +51,7 @@ def run_episode(env, policy, seed: int, max_steps: int) -> dict:
 _ENV_CACHE: dict = {}
 
 
-def _cached_env(name: str, max_steps: int):
+def _cached_env(name: str, max_steps: int | None):
     key = (name, max_steps)
     if key not in _ENV_CACHE:
         _ENV_CACHE[key] = make_env(name, max_steps=max_steps)
@@ -60,11 +60,11 @@ def _cached_env(name: str, max_steps: int):
 
 def collect_episode(task: tuple) -> int:
     """Worker: play and write one episode; returns its length."""
-    env_name, directory, index, seed, policy_name, max_steps, min_length = task
+    env_name, directory, index, seed, policy_name, max_steps, min_length, weights, noise = task
     env = _cached_env(env_name, max_steps)
     for attempt in range(1000):
         s = episode_seed(seed, index, attempt)
-        ep = run_episode(env, make_policy(policy_name, env_name, s), s, max_steps)
+        ep = run_episode(env, make_policy(policy_name, env_name, s, weights, noise), s, max_steps)
         if len(ep["obs"]) > min_length:
             break
     else:
@@ -84,18 +84,22 @@ def clean_partial_files(directory: Path) -> int:
 
 def collect(env: str, directory: Path, episodes: int, seed: int = 0, policy: str | None = None,
             max_steps: int = 1000, min_length: int = 0, workers: int | None = None, executor=None,
-            progress: bool = True) -> list[Path]:
+            progress: bool = True, weights: str | None = None, noise: float = 0.0) -> list[Path]:
     """Make sure directory holds episodes 0..episodes-1 (writing only the missing ones)."""
     check_env_name(env)
     policy = policy or ("random_weights" if env == "carracing" else "held_random")
-    make_policy(policy, env, 0) if policy != "random_weights" else None  # validate the name early
+    if policy not in POLICIES[env]:
+        raise WMError(f"unknown data policy {policy!r} for {env}: choose one of {', '.join(POLICIES[env])}")
     if episodes < 1:
         raise WMError(f"the number of episodes must be at least 1, got {episodes}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     clean_partial_files(directory)
     todo = [i for i in range(episodes) if not episode_path(directory, i).exists()]
-    tasks = [(env, str(directory), i, seed, policy, max_steps, min_length) for i in todo]
+    if policy == "agent" and weights is None:
+        raise WMError("the 'agent' data policy needs a weights directory with a trained V, M and C")
+    tasks = [(env, str(directory), i, seed, policy, max_steps, min_length, None if weights is None else str(weights),
+              noise) for i in todo]
     own = executor is None and len(tasks) > 1
     ex = make_executor(min(len(tasks), workers if workers is not None else (os.cpu_count() or 1))) if own else executor
     try:

@@ -11,6 +11,7 @@
 
 Every stage can be rerun: finished work is kept, interrupted work continues.
 """
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,20 @@ from .vae import ConvVAE, VAEConfig
 
 def log_err(msg: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def timed(run_dir: Path, stage: str):
+    """Add this stage's wall time to RUN_DIR/timings.json (summed over interrupted attempts)."""
+    t0 = time.monotonic()
+    try:
+        yield
+    finally:
+        path = Path(run_dir) / "timings.json"
+        if Path(run_dir).is_dir():
+            times = read_json(path) if path.exists() else {}
+            times[stage] = round(times.get(stage, 0.0) + time.monotonic() - t0, 1)
+            write_json(path, times)
 
 
 def open_run(run_dir: Path, cfg: RunConfig) -> RunConfig:
@@ -130,7 +145,26 @@ def stage_evaluate(cfg: RunConfig, run_dir: Path, progress=True, executor=None) 
     return res
 
 
-def stage_controller_dream(cfg: RunConfig, run_dir: Path, progress=True, device=None):
+def stage_iterate(cfg: RunConfig, run_dir: Path, progress=True, device=None):
+    """Rounds of the iterative procedure: new data from the agent, more M training, C again in the dream."""
+    import dataclasses
+    it = cfg.iterate
+    for k in range(1, it.iterations + 1):
+        episodes = cfg.collect.episodes + k * it.episodes
+        log_err(f"[iterate {k}/{it.iterations}] {it.episodes} episodes with the current agent (noise {it.noise})")
+        collect(cfg.env, run_dir / "episodes", episodes, cfg.seed, "agent", cfg.collect.max_steps,
+                cfg.collect.min_length, cfg.collect.workers, progress=progress, weights=str(run_dir), noise=it.noise)
+        packed = stage_series(cfg, run_dir, device, progress)
+        train = dataclasses.replace(cfg.mdnrnn_train, steps=cfg.mdnrnn_train.steps + k * it.mdnrnn_steps)
+        log_err(f"[iterate {k}/{it.iterations}] M on {episodes} episodes, to step {train.steps}")
+        train_mdnrnn(packed, run_dir, cfg.env, cfg.mdnrnn, train, cfg.seed, device, progress, log_err)
+        if cfg.cmaes.where == "dream":
+            stage_controller_dream(cfg, run_dir, progress, device, state_name=f"cmaes_iter{k}")
+        else:
+            raise WMError("the iterative procedure retrains C in the dream; set cmaes.where = 'dream'")
+
+
+def stage_controller_dream(cfg: RunConfig, run_dir: Path, progress=True, device=None, state_name="cmaes"):
     """CMA-ES inside M's dream: each generation's pop x rollouts episodes run as one batch."""
     from .dream import OBS_OF_CONTROLLER, DreamModel, dream_returns
     c, d = cfg.cmaes, cfg.dream
@@ -150,4 +184,5 @@ def stage_controller_dream(cfg: RunConfig, run_dir: Path, progress=True, device=
                           eval_seed(cfg.seed + 1, 0), d.max_steps, d.done_mode)[0]
         return float(r.mean()), float(r.std())
 
-    train_cmaes(evaluate_population, cfg.controller, c, run_dir, cfg.env, cfg.seed, evaluate_mean, log_err, progress)
+    train_cmaes(evaluate_population, cfg.controller, c, run_dir, cfg.env, cfg.seed, evaluate_mean, log_err, progress,
+                state_name)

@@ -5,13 +5,15 @@
 - brownian (CarRacing, a public reproduction's alternative): a_{t+1} = clip(a_t + sqrt(1/50) N(0, 1))
   in the environment's own action box, which covers more of the steering range.
 - held_random (Doom, the authors' doomrnn): a uniform action in [-1, 1] held for 1-10 frames.
+- agent (the paper's iterative procedure): the trained agent in a weights directory, its actions
+  perturbed by Gaussian noise so that new data explores around what the controller does.
 """
 import numpy as np
 import torch
 
 from .errors import WMError
 
-POLICIES = {"carracing": ("random_weights", "brownian"), "doom": ("held_random",)}
+POLICIES = {"carracing": ("random_weights", "brownian", "agent"), "doom": ("held_random", "agent")}
 
 
 class RandomWeightsPolicy:
@@ -61,8 +63,24 @@ class HeldRandomPolicy:
         return self.action
 
 
-def make_policy(name: str, env: str, seed: int):
+class AgentPolicy:
+    def __init__(self, seed: int, env: str, weights: str, noise: float):
+        from .rollout import _worker_agent  # one agent per process, loaded once
+        self.agent = _worker_agent(env, weights, None)
+        self.agent.reset(1, seed)
+        self.rng, self.noise = np.random.default_rng(seed), noise
+
+    def act(self, frame: np.ndarray) -> np.ndarray:
+        a = self.agent.act(frame[None])[0]
+        return np.clip(a + self.noise * self.rng.standard_normal(a.shape), -1, 1).astype(np.float32)
+
+
+def make_policy(name: str, env: str, seed: int, weights: str | None = None, noise: float = 0.0):
     if name not in POLICIES.get(env, ()):
         raise WMError(f"unknown data policy {name!r} for {env}: choose one of {', '.join(POLICIES[env])}")
+    if name == "agent":
+        if weights is None:
+            raise WMError("the 'agent' data policy needs a weights directory with a trained V, M and C")
+        return AgentPolicy(seed, env, weights, noise)
     return {"random_weights": RandomWeightsPolicy, "brownian": BrownianPolicy,
             "held_random": HeldRandomPolicy}[name](seed)

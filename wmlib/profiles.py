@@ -31,7 +31,7 @@ class CollectConfig:
 
 @dataclass
 class VAETrainConfig:
-    epochs: int = 10
+    epochs: float = 10  # a fraction trains on the first part of one shuffled epoch
     batch_size: int = 100
     lr: float = 1e-4
     block_episodes: int = 16  # episodes decoded and shuffled together; bounds memory, not data size
@@ -51,6 +51,15 @@ class MDNTrainConfig:
 
 
 @dataclass
+class IterateConfig:
+    """The paper's iterative procedure: collect with the current C, retrain M on all data, retrain C."""
+    iterations: int = 0
+    episodes: int = 200  # new real episodes per iteration, played by the agent
+    noise: float = 0.3  # std of Gaussian noise on the agent's actions while collecting
+    mdnrnn_steps: int = 200  # more M training steps per iteration (continuing, on old + new data)
+
+
+@dataclass
 class RunConfig:
     env: str
     profile: str
@@ -63,6 +72,7 @@ class RunConfig:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     cmaes: CMAESConfig = field(default_factory=CMAESConfig)
     dream: DreamConfig = field(default_factory=DreamConfig)
+    iterate: IterateConfig = field(default_factory=IterateConfig)
     eval_episodes: int = 100
     eval_max_steps: int | None = None  # None: the env's own cap
 
@@ -74,7 +84,8 @@ class RunConfig:
         kinds = {f.name: f.type for f in dataclasses.fields(cls)}
         nested = {"collect": CollectConfig, "vae": VAEConfig, "vae_train": VAETrainConfig,
                   "mdnrnn": MDNRNNConfig, "mdnrnn_train": MDNTrainConfig,
-                  "controller": ControllerConfig, "cmaes": CMAESConfig, "dream": DreamConfig}
+                  "controller": ControllerConfig, "cmaes": CMAESConfig, "dream": DreamConfig,
+                  "iterate": IterateConfig}
         try:
             args = {k: (nested[k](**v) if k in nested else v) for k, v in d.items() if k in kinds}
             return cls(**args)
@@ -123,10 +134,11 @@ def _doom(profile: str) -> RunConfig:
         cfg.cmaes = CMAESConfig(popsize=4, rollouts=2, generations=2, max_steps=100, workers=2, eval_every=0,
                                 where="dream")
         cfg.dream = DreamConfig(tau=1.15, max_steps=100)
+        cfg.iterate = IterateConfig(iterations=0, episodes=2, noise=0.3, mdnrnn_steps=5)
         cfg.eval_episodes, cfg.eval_max_steps = 2, 100
     elif profile == "default":  # end to end in under an hour on a 2-core CPU
         cfg.collect = CollectConfig(episodes=600, max_steps=2100, policy="held_random", min_length=100)
-        cfg.vae_train = VAETrainConfig(epochs=1, batch_size=100, lr=1e-3)
+        cfg.vae_train = VAETrainConfig(epochs=0.5, batch_size=100, lr=1e-3)
         cfg.mdnrnn_train = MDNTrainConfig(steps=500, batch_size=64, seq_len=250, lr=1e-3, min_lr=1e-4,
                                           lr_decay=0.995)
         cfg.cmaes = CMAESConfig(popsize=32, rollouts=8, generations=40, eval_every=10, eval_episodes=256,

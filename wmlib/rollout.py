@@ -59,7 +59,7 @@ def rollout_task(task: tuple) -> tuple[float, int]:
     agent = _worker_agent(env_name, weights, controller_config)
     if params is not None:
         agent.controller.set_flat(params)
-    env = _cached_env(env_name, max_steps if max_steps is not None else 10**9)
+    env = _cached_env(env_name, max_steps)  # None: the env's own cap (CarRacing 1,000, Doom 2,100)
     return rollout(env, agent, seed, None)
 
 

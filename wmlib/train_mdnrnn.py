@@ -89,10 +89,10 @@ def train_mdnrnn(packed_dir: Path, out_dir: Path, env: str, config: MDNRNNConfig
         rng.bit_generator.state = s["rng"]
         gen.set_state(s["generator"])
         step, history = s["step"], list(s["history"])
-        if s.get("done"):
+        if s.get("done") and step >= train.steps:
             log(f"M already trained ({step} steps); delete {state_path} to train again")
             return model.eval()
-        log(f"resuming M at step {step}")
+        log(f"{'continuing' if s.get('done') else 'resuming'} M at step {step} (to {train.steps})")
 
     def save(done=False):
         save_torch_state(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),

@@ -5,6 +5,7 @@ is saved at block boundaries at most every `checkpoint_every_s` seconds and at t
 the same command continues from the last saved block and gives the same final weights as a run that
 was never interrupted (on CPU, same seed).
 """
+import math
 import time
 from pathlib import Path
 
@@ -54,12 +55,16 @@ def train_vae(episodes_dir: Path, out_dir: Path, env: str, config: VAEConfig, tr
                                       "step": step, "history": history, "done": done})
 
     n_blocks = len(epoch_blocks(files, train.block_episodes, seed, 0))
-    bar = tqdm(total=train.epochs * n_blocks, initial=epoch * n_blocks + block, desc="train V",
+    total_blocks = max(1, math.ceil(train.epochs * n_blocks))  # fractional epochs stop part-way
+    bar = tqdm(total=total_blocks, initial=epoch * n_blocks + block, desc="train V",
                disable=not progress, leave=False)
     last_save = time.monotonic()
     model.train()
-    while epoch < train.epochs:
+    while epoch * n_blocks + block < total_blocks:
         for b, frames in iterate_blocks(files, train.block_episodes, seed, epoch, start_block=block):
+            if epoch * n_blocks + b >= total_blocks:
+                block = b
+                break
             losses = []
             for k in range(0, len(frames), train.batch_size):
                 x = frames_to_tensor(frames[k:k + train.batch_size], dev)
@@ -76,7 +81,8 @@ def train_vae(episodes_dir: Path, out_dir: Path, env: str, config: VAEConfig, tr
             if time.monotonic() - last_save >= train.checkpoint_every_s:
                 save()
                 last_save = time.monotonic()
-        epoch, block = epoch + 1, 0
+        else:
+            epoch, block = epoch + 1, 0
     bar.close()
     model.eval()
     save_model(model, out_dir, "vae", env, extra={"steps": step, "history": history[-50:],
