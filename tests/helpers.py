@@ -43,6 +43,21 @@ def wmlib_cli(*args, timeout=600, check=False, env=None):
     return r
 
 
+def wmlib_main(*args):
+    """Run the command line in this process (fast: no interpreter start-up); returns CompletedProcess."""
+    import contextlib
+    import io
+
+    from wmlib.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's own errors
+            code = e.code
+    return subprocess.CompletedProcess(["wmlib", *map(str, args)], code, out.getvalue(), err.getvalue())
+
+
 def start(cmd: list[str]) -> subprocess.Popen:
     """Start a command in its own process group, so kill_group takes its workers too."""
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -11,6 +11,8 @@ from .vae import ConvVAE, VAEConfig, vae_loss
 
 from gymnasium.envs.registration import register as _register, registry as _registry
 
+from . import fast_carracing  # noqa: F401  (registers wmlib/FastCarRacing-v3)
+
 if "wmlib/Dream-v0" not in _registry:  # gymnasium.make("wmlib/Dream-v0", weights=DIR, tau=1.15)
     _register(id="wmlib/Dream-v0", entry_point="wmlib.dream:DreamEnv")
 

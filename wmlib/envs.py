@@ -4,7 +4,8 @@ Both wrappers turn observations into 64x64x3 uint8 frames and take the controlle
 [-1, 1] as their action, mapping it to the environment's own action exactly as the paper did:
 
 - CarRacing-v3: keep the top 84 of 96 rows (drops the dashboard), resize to 64x64. Action
-  (steer, gas, brake) = (a0, (a1 + 1) / 2, clip(a2, 0, 1)).
+  (steer, gas, brake) = (a0, (a1 + 1) / 2, clip(a2, 0, 1)). The game runs as
+  wmlib/FastCarRacing-v3 (fast_carracing.py): the same pixels, rewards and episodes, 3x faster.
 - VizdoomTakeCover-v1: keep the top 200 of 240 rows (the authors kept 400 of 480), resize to 64x64.
   a < -1/3 moves left, a > 1/3 moves right, otherwise no-op; the Discrete(3) index of each button
   is read from the game at run time, not assumed. Episodes are capped at 2,100 steps.
@@ -113,7 +114,9 @@ def make_env(name: str, max_steps: int | None = None, render_mode: str | None = 
     if max_steps < 1:
         raise WMError(f"max_steps must be at least 1, got {max_steps}")
     if name == "carracing":
-        env = gym.make("CarRacing-v3", render_mode=render_mode or "state_pixels", max_episode_steps=max_steps)
+        from . import fast_carracing  # noqa: F401  (registers wmlib/FastCarRacing-v3)
+        env = gym.make("wmlib/FastCarRacing-v3", render_mode=render_mode or "state_pixels",
+                       max_episode_steps=max_steps)
         return CarRacingFrames(env)
     try:
         import vizdoom.gymnasium_wrapper  # noqa: F401  (registers VizdoomTakeCover-v1)

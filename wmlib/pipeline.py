@@ -149,6 +149,9 @@ def stage_iterate(cfg: RunConfig, run_dir: Path, progress=True, device=None):
     """Rounds of the iterative procedure: new data from the agent, more M training, C again in the dream."""
     import dataclasses
     it = cfg.iterate
+    if it.iterations and cfg.cmaes.where != "dream":
+        raise WMError(f"the iterative procedure retrains C in the dream, and {cfg.env}'s C trains in the real game "
+                      "(its M predicts no reward); iterate with --env doom")
     for k in range(1, it.iterations + 1):
         episodes = cfg.collect.episodes + k * it.episodes
         log_err(f"[iterate {k}/{it.iterations}] {it.episodes} episodes with the current agent (noise {it.noise})")
@@ -158,10 +161,7 @@ def stage_iterate(cfg: RunConfig, run_dir: Path, progress=True, device=None):
         train = dataclasses.replace(cfg.mdnrnn_train, steps=cfg.mdnrnn_train.steps + k * it.mdnrnn_steps)
         log_err(f"[iterate {k}/{it.iterations}] M on {episodes} episodes, to step {train.steps}")
         train_mdnrnn(packed, run_dir, cfg.env, cfg.mdnrnn, train, cfg.seed, device, progress, log_err)
-        if cfg.cmaes.where == "dream":
-            stage_controller_dream(cfg, run_dir, progress, device, state_name=f"cmaes_iter{k}")
-        else:
-            raise WMError("the iterative procedure retrains C in the dream; set cmaes.where = 'dream'")
+        stage_controller_dream(cfg, run_dir, progress, device, state_name=f"cmaes_iter{k}")
 
 
 def stage_controller_dream(cfg: RunConfig, run_dir: Path, progress=True, device=None, state_name="cmaes"):
