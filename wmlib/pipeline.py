@@ -7,7 +7,9 @@
     RUN_DIR/initial_z.npz            first-frame (mu, logvar) of every episode: the dream's reset
     RUN_DIR/mdnrnn.safetensors|json  M (train-mdnrnn); mdnrnn.train.pt holds its resumable state
     RUN_DIR/controller.safetensors|json and cmaes/   C and the CMA-ES state (train-controller)
+    RUN_DIR/cmaes_iterK/             CMA-ES state of round K of the iterative procedure (iterate)
     RUN_DIR/evaluation.json          the final evaluation (run)
+    RUN_DIR/timings.json             wall seconds per stage, summed over interrupted attempts
 
 Every stage can be rerun: finished work is kept, interrupted work continues.
 """
