@@ -271,6 +271,31 @@ def batched_controller(config: ControllerConfig, params: torch.Tensor, x: torch.
 
 
 @torch.no_grad()
+def play_batch(model: DreamModel, act, n: int, tau: float, gen: torch.Generator, max_steps: int = 2100,
+               done_mode: str = "threshold", start_frames: torch.Tensor | None = None) -> torch.Tensor:
+    """Play n dream episodes in one batch; act(obs (m, d), alive indices (m,)) -> actions (m, A).
+
+    Finished episodes drop out of the batch, so late steps cost only what is still alive.
+    Returns the steps each episode lasted, (n,).
+    """
+    z, state = model.initial(n, gen, start_frames)
+    alive = torch.arange(n, device=model.device)
+    steps = torch.zeros(n, device=model.device)
+    restart = torch.ones(n, device=model.device)
+    for _ in range(max_steps):
+        z, state, done, _ = model.step(z, act(model.observe(z, state), alive), restart, state, tau, gen, done_mode)
+        steps[alive] += 1
+        restart = torch.zeros_like(restart)
+        if done.any():
+            keep = ~done
+            alive, z, restart = alive[keep], z[keep], restart[keep]
+            state = (state[0][:, keep], state[1][:, keep])
+            if len(alive) == 0:
+                break
+    return steps
+
+
+@torch.no_grad()
 def dream_returns(model: DreamModel, controller: ControllerConfig, solutions, rollouts: int, tau: float,
                   seed: int, max_steps: int = 2100, done_mode: str = "threshold",
                   start_frames: torch.Tensor | None = None) -> np.ndarray:
@@ -287,21 +312,8 @@ def dream_returns(model: DreamModel, controller: ControllerConfig, solutions, ro
     gen = torch.Generator(device=dev).manual_seed(int(seed))
     if start_frames is None:
         start_frames = torch.randint(len(model.init_mu), (rollouts,), generator=gen, device=dev)
-    z, state = model.initial(n, gen, start_frames.repeat(pop))
     candidate = torch.arange(n, device=dev) // rollouts
-    alive = torch.arange(n, device=dev)
-    steps = torch.zeros(n, device=dev)
-    restart = torch.ones(n, device=dev)
-    for t in range(max_steps):
-        action = batched_controller(controller, params[candidate[alive]], model.observe(z, state))
-        z, state, done, _ = model.step(z, action, restart, state, tau, gen, done_mode)
-        steps[alive] += 1
-        restart = torch.zeros_like(restart)
-        if done.any():
-            keep = ~done
-            alive, z, restart = alive[keep], z[keep], restart[keep]
-            state = (state[0][:, keep], state[1][:, keep])
-            if len(alive) == 0:
-                break
+    steps = play_batch(model, lambda obs, alive: batched_controller(controller, params[candidate[alive]], obs),
+                       n, tau, gen, max_steps, done_mode, start_frames.repeat(pop))
     reward = 1.0 if model.env == "doom" else 0.0
     return (steps * reward).view(pop, rollouts).cpu().numpy().astype(np.float64)

@@ -12,7 +12,7 @@ import torch
 
 from .collect import _cached_env
 from .controller import Controller, ControllerConfig
-from .dream import OBS_OF_CONTROLLER, DreamModel, batched_controller
+from .dream import DreamModel, batched_controller, play_batch
 from .parallel import make_executor, resolve_workers, run_tasks
 from .rollout import eval_seed, run_rollouts
 
@@ -56,23 +56,8 @@ def dream_survival(model: DreamModel, policy: str, episodes: int, tau: float, se
     """Steps survived in the dream by `policy` over `episodes` episodes (one batch)."""
     gen = torch.Generator(device=model.device).manual_seed(seed)
     pol = BatchPolicy(policy, episodes, seed, controller)
-    z, state = model.initial(episodes, gen)
-    alive = np.arange(episodes)
-    steps = np.zeros(episodes)
-    restart = torch.ones(episodes, device=model.device)
-    for _ in range(max_steps):
-        a = pol.act(model.observe(z, state), alive)
-        z, state, done, _ = model.step(z, a, restart, state, tau, gen)
-        steps[alive] += 1
-        restart = torch.zeros_like(restart)
-        keep = ~done
-        if not keep.all():
-            k = keep.cpu().numpy()
-            alive, z, restart = alive[k], z[keep], restart[keep]
-            state = (state[0][:, keep], state[1][:, keep])
-            if len(alive) == 0:
-                break
-    return steps
+    return play_batch(model, lambda obs, alive: pol.act(obs, alive.cpu().numpy()), episodes, tau, gen,
+                      max_steps).cpu().numpy()
 
 
 def real_policy_episode(task) -> tuple[float, int]:
