@@ -80,3 +80,62 @@ def show_frames(frames, ncols: int = 8, scale: float = 1.5, titles=None):
                 ax.set_title(str(titles[i]), fontsize=8)
     fig.tight_layout()
     plt.show()
+
+
+MAX_VIDEO_BYTES = 2_000_000  # one embedded video; keeps an executed chapter small
+
+
+def video_bytes(frames, fps: int = 25, scale: int = 4, max_bytes: int = MAX_VIDEO_BYTES) -> bytes:
+    """Encode uint8 frames (T, H, W, 3) as an H.264 mp4, upscaled `scale` x by nearest neighbour.
+
+    The encoder is imageio-ffmpeg's bundled ffmpeg (no system ffmpeg needed). yuv420p and even frame
+    sizes make the file play in every browser. Raises ValueError when the result exceeds max_bytes
+    (show fewer frames or a smaller scale).
+    """
+    import numpy as np
+    import imageio_ffmpeg
+
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise ValueError(f"video expects uint8 frames of shape (T, H, W, 3) with T >= 1, got {frames.dtype} "
+                         f"{frames.shape}")
+    if scale < 1 or int(scale) != scale:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    big = frames.repeat(int(scale), axis=1).repeat(int(scale), axis=2)
+    h, w = big.shape[1] - big.shape[1] % 2, big.shape[2] - big.shape[2] % 2
+    big = np.ascontiguousarray(big[:, :h, :w])
+    import tempfile
+    import os
+    fd, path = tempfile.mkstemp(suffix=".mp4")
+    os.close(fd)
+    try:
+        writer = imageio_ffmpeg.write_frames(path, (w, h), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
+                                             macro_block_size=1, output_params=["-movflags", "+faststart"],
+                                             ffmpeg_log_level="error")
+        writer.send(None)
+        for f in big:
+            writer.send(f)
+        writer.close()
+        with open(path, "rb") as fh:
+            data = fh.read()
+    finally:
+        os.unlink(path)
+    if len(data) > max_bytes:
+        raise ValueError(f"the video is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB cap; show fewer "
+                         "frames, a lower fps or a smaller scale")
+    return data
+
+
+def video(frames, fps: int = 25, scale: int = 4, max_bytes: int = MAX_VIDEO_BYTES, caption: str | None = None):
+    """An inline, looping mp4 of uint8 frames (T, H, W, 3) that plays in Jupyter, Colab and the built book.
+
+    The video is embedded as base64 in the cell's output (no file next to the notebook), so the same
+    call works everywhere; `max_bytes` caps its size.
+    """
+    import base64
+    from IPython.display import HTML
+
+    data = base64.b64encode(video_bytes(frames, fps, scale, max_bytes)).decode("ascii")
+    cap = f"<figcaption>{caption}</figcaption>" if caption else ""
+    return HTML(f'<figure class="wmlib-video"><video controls autoplay loop muted playsinline '
+                f'src="data:video/mp4;base64,{data}"></video>{cap}</figure>')
