@@ -14,6 +14,12 @@ steps/s = all timed steps / their total time, per env. speedup = fast / original
 load average is printed at the start and the end, and a loaded machine slows both envs. Each
 round also checks that both envs ended on the same observation and total reward. The last stdout
 line is one JSON object with every number.
+
+Then the full agent's evaluation throughput (env-steps/s of FastCarRacing with V+M+C inference at
+every step, as `evaluate` and CMA-ES run it): `--agent-episodes` episodes of `--agent-steps` steps,
+with 1 and 2 worker processes, each worker playing `--envs-per-worker` episodes side by side with
+V, M and C batched across them (and, for comparison, 1 env per worker). The weights are randomly
+initialised (the throughput does not depend on what they learned) unless --weights is given.
 """
 import argparse
 import json
@@ -55,11 +61,62 @@ def timed_episode(env, seed: int, actions) -> tuple[float, np.ndarray, float]:
     return seconds, obs, total_reward
 
 
+def agent_throughput(a) -> dict:
+    """env-steps/s of batched V+M+C rollouts with 1 and 2 workers (and 1 vs K envs per worker)."""
+    import tempfile
+
+    import torch
+
+    from wmlib.checkpoint import save_model
+    from wmlib.controller import Controller, ControllerConfig
+    from wmlib.mdnrnn import MDNRNN, MDNRNNConfig
+    from wmlib.parallel import make_executor
+    from wmlib.rollout import eval_seed, run_rollouts
+    from wmlib.vae import ConvVAE, VAEConfig
+
+    tmp = tempfile.TemporaryDirectory()
+    weights = a.weights
+    if weights is None:
+        weights = tmp.name
+        torch.manual_seed(a.seed)
+        save_model(ConvVAE(VAEConfig(z_size=32)), weights, "vae", "carracing")
+        save_model(MDNRNN(MDNRNNConfig(z_size=32, action_size=3, hidden_size=256)), weights, "mdnrnn", "carracing")
+        save_model(Controller(ControllerConfig(kind="zh")), weights, "controller", "carracing")
+    tasks = [("carracing", str(weights), None, None, eval_seed(a.seed, i), a.agent_steps)
+             for i in range(a.agent_episodes)]
+    out = {}
+    for workers in (1, 2):
+        for k in sorted({1, a.envs_per_worker}):
+            ex = make_executor(workers)
+            try:
+                run_rollouts(tasks[:workers * k], executor=ex, progress=False, envs_per_worker=k)  # warm-up
+                start = time.perf_counter()
+                res = run_rollouts(tasks, executor=ex, progress=False, envs_per_worker=k)
+                secs = time.perf_counter() - start
+            finally:
+                if ex is not None:
+                    ex.shutdown()
+            rate = res[:, 1].sum() / secs
+            out[f"workers{workers}_envs{k}"] = round(rate, 1)
+            print(f"agent (V+M+C) {workers} worker(s) x {k} env(s) each: {rate:7.1f} env-steps/s", file=sys.stderr)
+    w1 = out[f"workers1_envs{a.envs_per_worker}"]
+    out["two_vs_one_worker"] = round(out[f"workers2_envs{a.envs_per_worker}"] / w1, 3)
+    out["batched_vs_single_env"] = round(w1 / out["workers1_envs1"], 3)
+    print(f"agent throughput: 2 vs 1 worker {out['two_vs_one_worker']:.2f}x; {a.envs_per_worker} envs vs 1 env "
+          f"per worker {out['batched_vs_single_env']:.2f}x")
+    tmp.cleanup()
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=1000, help="timed steps per env per round")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--agent-episodes", type=int, default=16, help="0 skips the agent throughput part")
+    p.add_argument("--agent-steps", type=int, default=300)
+    p.add_argument("--envs-per-worker", type=int, default=8)
+    p.add_argument("--weights", default=None, help="a CarRacing run or weights dir (default: random init)")
     a = p.parse_args()
 
     envs = {name: gymnasium.make(name, render_mode="state_pixels") for name in (ORIGINAL_ID, ENV_ID)}
@@ -87,7 +144,9 @@ def main():
     print(f"{ENV_ID:24s} {rate[ENV_ID]:7.1f} steps/s")
     print(f"speedup {speedup:.2f}x   (1-min load average {load_start:.2f} at start, {load_end:.2f} at end;"
           f" same final obs and reward: {identical})")
+    agent = agent_throughput(a) if a.agent_episodes else {}
     print(json.dumps({
+        "agent_throughput": agent,
         "steps_per_round": a.steps, "rounds": a.rounds, "seed": a.seed,
         "original_steps_per_s": round(rate[ORIGINAL_ID], 2), "fast_steps_per_s": round(rate[ENV_ID], 2),
         "speedup": round(speedup, 3),

@@ -9,12 +9,20 @@ import numpy as np
 import torch
 
 from .checkpoint import load_model
-from .controller import Controller, ControllerConfig
+from .controller import Controller, ControllerConfig, batched_controller
 from .mdnrnn import MDNRNN, MDNRNNConfig
 from .vae import ConvVAE, VAEConfig, frames_to_tensor
 
 
 class Agent:
+    """V, M and C acting on a batch of episodes at once (one forward pass of each per step).
+
+    Each episode has its own z-noise generator, seeded by its own seed, so an episode plays the same
+    whether it runs alone or beside others (up to float rounding of batched convolutions). With
+    `params` (B, P), episode i acts with its own controller weights params[i] (a CMA-ES population
+    evaluated in one batch); without, every episode uses self.controller.
+    """
+
     def __init__(self, vae: ConvVAE, mdnrnn: MDNRNN, controller: Controller, device="cpu"):
         if vae.config.z_size != mdnrnn.config.z_size or controller.config.z_size != vae.config.z_size:
             raise ValueError(f"V (z={vae.config.z_size}), M (z={mdnrnn.config.z_size}) and C "
@@ -24,22 +32,54 @@ class Agent:
                              f"{mdnrnn.config.hidden_size}")
         self.device = torch.device(device)
         self.vae, self.mdnrnn, self.controller = (m.to(self.device).eval() for m in (vae, mdnrnn, controller))
-        self.generator = torch.Generator(device=self.device)
         self.reset(1, seed=0)
 
-    def reset(self, batch: int = 1, seed: int = 0) -> None:
-        """Start `batch` new episodes: zero LSTM state, restart flag set, z-noise seeded."""
+    def reset(self, batch: int = 1, seed=0, params=None) -> None:
+        """Start `batch` new episodes: zero LSTM state, restart flag set, z-noise seeded.
+
+        seed: one int (episode i gets seed + i) or a sequence of `batch` seeds. params: None, or
+        (batch, P) flat controller parameters, one row per episode.
+        """
+        seeds = [int(seed) + i for i in range(batch)] if np.ndim(seed) == 0 else [int(s) for s in seed]
+        if len(seeds) != batch:
+            raise ValueError(f"reset got {len(seeds)} seeds for a batch of {batch}")
         self.state = self.mdnrnn.initial_state(batch, self.device)
         self.restart = torch.ones(batch, device=self.device)
-        self.generator.manual_seed(int(seed))
+        self.generators = [torch.Generator(device=self.device).manual_seed(s) for s in seeds]
+        self.params = None
+        if params is not None:
+            p = torch.as_tensor(np.asarray(params), dtype=torch.float32, device=self.device)
+            if p.shape != (batch, self.controller.num_params):
+                raise ValueError(f"params must have shape ({batch}, {self.controller.num_params}), got "
+                                 f"{tuple(p.shape)}")
+            self.params = p
+
+    @property
+    def batch(self) -> int:
+        return len(self.generators)
+
+    def keep(self, mask) -> None:
+        """Drop the episodes where mask is False (finished ones), keeping the others' state."""
+        mask = torch.as_tensor(np.asarray(mask, dtype=bool), device=self.device)
+        self.state = (self.state[0][:, mask], self.state[1][:, mask])
+        self.restart = self.restart[mask]
+        self.generators = [g for g, k in zip(self.generators, mask.tolist()) if k]
+        if self.params is not None:
+            self.params = self.params[mask]
 
     @torch.no_grad()
     def act(self, frames: np.ndarray) -> np.ndarray:
         """frames: uint8 (B, 64, 64, 3) -> actions (B, A) in [-1, 1]; advances M's state."""
+        if len(frames) != self.batch:
+            raise ValueError(f"act got {len(frames)} frames for {self.batch} episodes")
         mu, logvar = self.vae.encode(frames_to_tensor(frames, self.device))
-        z = ConvVAE.sample(mu, logvar, self.generator)
+        eps = torch.stack([torch.randn(mu.shape[1:], generator=g, device=self.device, dtype=mu.dtype)
+                           for g in self.generators])
+        z = mu + torch.exp(0.5 * logvar) * eps
         h, c = self.state[0][0], self.state[1][0]
-        action = self.controller(self.controller.features(z, h, c))
+        x = self.controller.features(z, h, c)
+        action = self.controller(x) if self.params is None else batched_controller(self.controller.config,
+                                                                                   self.params, x)
         self.state = self.mdnrnn.step(z, action, self.restart, self.state).state
         self.restart = torch.zeros_like(self.restart)
         return action.cpu().numpy()

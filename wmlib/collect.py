@@ -51,8 +51,9 @@ def run_episode(env, policy, seed: int, max_steps: int) -> dict:
 _ENV_CACHE: dict = {}
 
 
-def _cached_env(name: str, max_steps: int | None):
-    key = (name, max_steps)
+def _cached_env(name: str, max_steps: int | None, index: int = 0):
+    """This process's `index`-th env of this kind (a worker keeps its envs between tasks)."""
+    key = (name, max_steps, index)
     if key not in _ENV_CACHE:
         _ENV_CACHE[key] = make_env(name, max_steps=max_steps)
     return _ENV_CACHE[key]

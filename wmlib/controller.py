@@ -79,3 +79,32 @@ class Controller(nn.Module):
         vec = torch.as_tensor(flat, dtype=torch.float32, device=next(self.parameters()).device)
         nn.utils.vector_to_parameters(vec, self.parameters())
         return self
+
+
+def batched_controller(config: ControllerConfig, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Apply N controllers at once: params (N, P) flat vectors (Controller.get_flat order), x (N, in) -> (N, A).
+
+    The same computation as Controller.forward, with one weight matrix per row (einsum, no Python
+    loop over candidates).
+    """
+    n_in, A = config.input_size, config.action_size
+
+    def linear(offset, fan_in, fan_out, bias):
+        W = params[:, offset:offset + fan_in * fan_out].view(-1, fan_out, fan_in)
+        offset += fan_in * fan_out
+        b = None
+        if bias:
+            b = params[:, offset:offset + fan_out]
+            offset += fan_out
+        return W, b, offset
+
+    def apply(W, b, v):
+        y = torch.einsum("noi,ni->no", W, v)
+        return y if b is None else y + b
+
+    if config.kind == "z_hidden":
+        W1, b1, o = linear(0, n_in, config.hidden_units, True)
+        W2, b2, o = linear(o, config.hidden_units, A, True)
+        return torch.tanh(apply(W2, b2, torch.tanh(apply(W1, b1, x))))
+    W, b, o = linear(0, n_in, A, config.kind != "zch")
+    return torch.tanh(apply(W, b, x))

@@ -24,19 +24,37 @@ def train_seed(seed: int, generation: int, rollout: int) -> int:
     return int(np.random.SeedSequence([seed, generation, rollout, 1]).generate_state(1)[0])
 
 
+def rollout_many(envs: list, agent: Agent, seeds, params=None, max_steps: int | None = None):
+    """Play len(envs) episodes side by side, V, M and C batched across them at every step.
+
+    seeds: one per env (the track / game seed and the episode's z-noise). params: None (agent's own
+    controller) or (len(envs), P), one controller per episode. Finished episodes leave the batch.
+    Returns (total rewards, steps), two arrays of len(envs).
+    """
+    n = len(envs)
+    frames = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds)])
+    agent.reset(n, seeds, params)
+    totals, steps = np.zeros(n), np.zeros(n, dtype=np.int64)
+    alive = np.arange(n)
+    while len(alive):
+        actions = agent.act(frames)
+        done = np.zeros(len(alive), dtype=bool)
+        for j, i in enumerate(alive):
+            frame, reward, terminated, truncated, _ = envs[i].step(actions[j])
+            frames[j] = frame
+            totals[i] += reward
+            steps[i] += 1
+            done[j] = terminated or truncated or (max_steps is not None and steps[i] >= max_steps)
+        if done.any():
+            agent.keep(~done)
+            alive, frames = alive[~done], frames[~done]
+    return totals, steps
+
+
 def rollout(env, agent: Agent, seed: int, max_steps: int | None = None) -> tuple[float, int]:
     """One episode; returns (total reward, steps)."""
-    frame, _ = env.reset(seed=seed)
-    agent.reset(1, seed)
-    total, steps = 0.0, 0
-    while max_steps is None or steps < max_steps:
-        action = agent.act(frame[None])[0]
-        frame, reward, terminated, truncated, _ = env.step(action)
-        total += reward
-        steps += 1
-        if terminated or truncated:
-            break
-    return total, steps
+    totals, steps = rollout_many([env], agent, [seed], None, max_steps)
+    return float(totals[0]), int(steps[0])
 
 
 _AGENTS: dict = {}
@@ -53,25 +71,57 @@ def _worker_agent(env_name: str, weights: str, controller_config: dict | None) -
     return _AGENTS[key]
 
 
-def rollout_task(task: tuple) -> tuple[float, int]:
-    """Worker: (env, weights dir, controller config or None, params or None, seed, max_steps)."""
-    env_name, weights, controller_config, params, seed, max_steps = task
+def rollout_task(task: tuple) -> list[tuple[float, int]]:
+    """Worker: (env, weights dir, controller config or None, params (K, P) or None, seeds (K,), max_steps).
+
+    Plays the K episodes side by side on K environments this process keeps between tasks.
+    """
+    env_name, weights, controller_config, params, seeds, max_steps = task
     agent = _worker_agent(env_name, weights, controller_config)
-    if params is not None:
-        agent.controller.set_flat(params)
-    env = _cached_env(env_name, max_steps)  # None: the env's own cap (CarRacing 1,000, Doom 2,100)
-    return rollout(env, agent, seed, None)
+    envs = [_cached_env(env_name, max_steps, k) for k in range(len(seeds))]  # None: the env's own cap
+    totals, steps = rollout_many(envs, agent, seeds, params, None)
+    return [(float(t), int(s)) for t, s in zip(totals, steps)]
+
+
+def group_size(n_tasks: int, workers: int, envs_per_worker: int) -> int:
+    """Episodes per batched task: at most envs_per_worker, and enough tasks to keep every worker busy."""
+    return max(1, min(envs_per_worker, -(-n_tasks // max(1, workers))))
 
 
 def run_rollouts(tasks: list, workers: int | None = None, executor=None, desc: str = "rollouts",
-                 progress: bool = True) -> np.ndarray:
-    """Run rollout tasks in parallel; returns an array (len(tasks), 2) of (return, steps)."""
+                 progress: bool = True, envs_per_worker: int = 8) -> np.ndarray:
+    """Run single-episode tasks (env, weights, controller config, params or None, seed, max_steps).
+
+    Consecutive tasks with the same env, weights, controller and cap are grouped into batched tasks
+    of up to `envs_per_worker` episodes, each played side by side in one worker. Returns an array
+    (len(tasks), 2) of (return, steps).
+    """
     out = np.zeros((len(tasks), 2))
     own = executor is None
-    ex = make_executor(min(len(tasks), workers if workers is not None else (os.cpu_count() or 1))) if own else executor
+    n_workers = workers if workers is not None else (os.cpu_count() or 1)
+    ex = make_executor(min(len(tasks), n_workers)) if own else executor
+    if not own and executor is not None:
+        n_workers = getattr(executor, "_max_workers", n_workers)
+    elif ex is None:
+        n_workers = 1
+    k = group_size(len(tasks), n_workers, envs_per_worker)
+    groups = []
+    for start in range(len(tasks)):
+        t = tasks[start]
+        key = (t[0], t[1], repr(t[2]), t[3] is None, t[5])
+        if groups and groups[-1][0] == key and len(groups[-1][1]) < k:
+            groups[-1][1].append(start)
+        else:
+            groups.append((key, [start]))
+    batched = []
+    for _, idx in groups:
+        env_name, weights, ccfg, _, _, max_steps = tasks[idx[0]]
+        params = None if tasks[idx[0]][3] is None else np.stack([np.asarray(tasks[i][3]) for i in idx])
+        batched.append((env_name, weights, ccfg, params, [tasks[i][4] for i in idx], max_steps))
     try:
-        for i, (ret, steps) in run_tasks(rollout_task, tasks, ex, desc=desc, progress=progress):
-            out[i] = ret, steps
+        for g, results in run_tasks(rollout_task, batched, ex, desc=desc, progress=progress):
+            for i, res in zip(groups[g][1], results):
+                out[i] = res
     finally:
         if own and ex is not None:
             ex.shutdown(cancel_futures=True)
