@@ -229,3 +229,21 @@ def test_iterative_procedure(smoke_run, tmp_path):
     assert json.loads((it / "mdnrnn.json").read_text())["steps"] == before + 5
     assert (it / "cmaes_iter1" / "state.npz").exists()
     assert len(np.load(it / "series" / "packed" / "lengths.npy")) == 6
+
+
+def test_ablation_table(smoke_run, tmp_path):
+    """CarRacing's ablation: each kind trained with the same CMA-ES budget, scored, tabled beside the paper."""
+    env, run_dir = smoke_run
+    if env != "carracing":
+        user_error(wmlib_main("ablation", "--weights", run_dir, "--profile", "smoke"), "CarRacing")
+        return
+    user_error(wmlib_main("ablation", "--weights", run_dir, "--kinds", "z,zz"), "unknown controller kinds")
+    out = tmp_path / "abl"
+    r = wmlib_cli("ablation", "--weights", run_dir, "--profile", "smoke", "--kinds", "z,zh", "--generations", "1",
+                  "--episodes", "2", "--out", out, "--json", "--no-progress", check=True)
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert [row["kind"] for row in res["rows"]] == ["z", "zh"]
+    assert all(len(row["curve"]) == 1 and np.isfinite(row["mean"]) for row in res["rows"])
+    assert "| V only, linear (z) |" in r.stdout and "906 ± 21" in r.stdout
+    assert (out / "z" / "controller.safetensors").exists() and (out / "ablation.md").exists()
+    assert json.loads((out / "z" / "controller.json").read_text())["config"]["kind"] == "z"

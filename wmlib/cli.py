@@ -122,6 +122,30 @@ def cmd_tau_sweep(args):
         print(json.dumps({k: v for k, v in res.items() if k != "markdown"}))
 
 
+def cmd_ablation(args):
+    from .ablation import ablation
+    from .pipeline import log_err
+    from .profiles import get_config
+    from .checkpoint import read_json
+    _positive("--episodes", args.episodes)
+    meta = Path(args.weights) / "vae.json"
+    env = read_json(meta).get("env") if meta.exists() else "carracing"
+    if env != "carracing":
+        raise WMError(f"{args.weights} holds {env} weights; the ablation is the paper's CarRacing experiment: pass "
+                      "a CarRacing run or weights directory")
+    cfg = get_config("carracing", args.profile, args.seed)
+    if args.generations is not None:
+        cfg.cmaes.generations = _positive("--generations", args.generations)
+    if args.workers is not None:
+        cfg.cmaes.workers = _positive("--workers", args.workers, allow_zero=True)
+    out = Path(args.out) if args.out else Path(args.weights) / "ablation"
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    res = ablation(Path(args.weights), cfg, out, args.episodes, kinds, log_err, not args.no_progress)
+    print(res["markdown"])
+    if args.json:
+        print(json.dumps({k: v for k, v in res.items() if k != "markdown"}))
+
+
 def cmd_export(args):
     from .export import export
     _positive("--episodes", args.episodes)
@@ -215,6 +239,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=cmd_tau_sweep)
+
+    q = sub.add_parser("ablation", help="CarRacing: C on z, z + hidden layer, z + h, same budget; table vs paper")
+    q.add_argument("--weights", required=True, help="a CarRacing run or weights directory (trained V and M)")
+    q.add_argument("--profile", default="default", choices=PROFILES, help="CMA-ES budget per controller")
+    q.add_argument("--kinds", default="z,z_hidden,zh")
+    q.add_argument("--generations", type=int, default=None, help="override the profile's generations")
+    q.add_argument("--episodes", type=int, default=100)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", default=None, help="default: WEIGHTS/ablation")
+    q.add_argument("--workers", type=int, default=None)
+    q.add_argument("--json", action="store_true")
+    q.add_argument("--no-progress", action="store_true")
+    q.set_defaults(func=cmd_ablation)
     return p
 
 

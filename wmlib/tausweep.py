@@ -32,12 +32,14 @@ def parse_taus(text: str) -> list[float]:
     return taus
 
 
-def link_shared(weights: Path, folder: Path) -> None:
+def link_shared(weights: Path, folder: Path, names=SHARED) -> None:
+    """Hard-link (or copy) the trained V and M files into folder, which then works as a weights dir."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name in SHARED:
+    for name in names:
         src, dst = weights / name, folder / name
         if not src.exists():
-            raise WMError(f"{src} is missing: the sweep needs V, M and initial_z.npz from a Doom run or weights dir")
+            raise WMError(f"{src} is missing: pass a run or weights directory with trained V and M "
+                          f"({', '.join(names)})")
         if not dst.exists():
             try:
                 os.link(src, dst)
