@@ -136,8 +136,9 @@ def _doom(profile: str) -> RunConfig:
         cfg.dream = DreamConfig(tau=1.15, max_steps=100)
         cfg.iterate = IterateConfig(iterations=0, episodes=2, noise=0.3, mdnrnn_steps=5)
         cfg.eval_episodes, cfg.eval_max_steps = 2, 100
-    elif profile == "default":  # sized for about an hour on a 2-core CPU; its dream still fails the
-        # dream check (no-op survives ~2,000 steps there, ~160 in the game): to be fixed before C is trusted
+    elif profile == "default":  # sized for about an hour on a 2-core CPU. Not yet good enough: with these
+        # sizes (and with 1,500 episodes, V ~1 epoch, M 502 steps, pretrained/doom/model_card.json) M does not
+        # generate approaching fireballs, the dream fails the dream check and C scores ~170 in the real game
         cfg.collect = CollectConfig(episodes=600, max_steps=2100, policy="held_random", min_length=100)
         cfg.vae_train = VAETrainConfig(epochs=0.5, batch_size=100, lr=1e-3)
         cfg.mdnrnn_train = MDNTrainConfig(steps=500, batch_size=64, seq_len=250, lr=1e-3, min_lr=1e-4,
