@@ -76,6 +76,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import wmlib.collect as wcollect  # noqa: E402
+import wmlib.envs as wenvs  # noqa: E402
 from wmlib.checkpoint import save_npz  # noqa: E402
 from wmlib.mdnrnn import MDNRNN, MDNRNNConfig, mdn_nll  # noqa: E402
 from wmlib.parallel import make_executor  # noqa: E402
@@ -124,12 +125,12 @@ def pool_startup(env_name: str, max_steps: int, n: int = 2) -> float:
 
 
 def clear_env_cache() -> None:
-    for env in wcollect._ENV_CACHE.values():
+    for env in wenvs._ENV_CACHE.values():
         try:
             env.close()
         except Exception:
             pass
-    wcollect._ENV_CACHE.clear()
+    wenvs._ENV_CACHE.clear()
 
 
 def time_collect(env_name: str, policy: str, episodes: int, max_steps: int, min_length: int,

@@ -1,4 +1,6 @@
 """The real environments as V and C see them: 64x64x3 uint8 frames, controller actions in [-1, 1]."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
@@ -93,3 +95,46 @@ def test_default_episode_caps(name, cap):
     from wmlib.collect import _cached_env
     e = _cached_env(name, None)
     assert e.env._max_episode_steps == cap and e.spec.max_episode_steps == cap
+
+
+def test_close_games_ends_every_doom_game():
+    """ViZDoom runs each game as its own process: close_games ends every one this process made."""
+    from wmlib.envs import _ENV_CACHE, cached_env, close_games
+    made = make_env("doom")
+    cached = cached_env("doom", 50, 7)
+    for env in (made, cached):
+        env.reset(seed=0)
+    games = [env.unwrapped.game for env in (made, cached)]
+    assert all(g.is_running() for g in games)
+    assert close_games() >= 2
+    assert not any(g.is_running() for g in games)
+    assert ("doom", 50, 7) not in _ENV_CACHE
+
+
+def _children(pid: int) -> set:
+    out = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out |= {int(c) for c in (task / "children").read_text().split()}
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_doom_game_process_ends_with_python():
+    """A process that exits without closing its Doom env (a notebook kernel shut down, a pool worker)
+    leaves no game process behind."""
+    import subprocess
+    import sys
+    import time
+    code = ("import os, sys; from wmlib.envs import make_env; e = make_env('doom'); e.reset(seed=0); "
+            "print(' '.join(str(c) for t in os.listdir('/proc/self/task') "
+            "for c in open(f'/proc/self/task/{t}/children').read().split()), flush=True)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    pids = [int(p) for p in out.stdout.split()]
+    assert pids, "the Doom env started no game process (did ViZDoom change?)"
+    deadline = time.time() + 10
+    while time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+        time.sleep(0.2)
+    alive = [p for p in pids if Path(f"/proc/{p}").exists()
+             and "vizdoom" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]
+    assert not alive, f"game processes {alive} outlived the Python process that started them"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import save_npz
-from .envs import check_env_name, make_env
+from .envs import cached_env as _cached_env, check_env_name, make_env
 from .errors import WMError
 from .parallel import make_executor, run_tasks
 from .policies import POLICIES, make_policy
@@ -46,17 +46,6 @@ def run_episode(env, policy, seed: int, max_steps: int) -> dict:
             break
     return {"obs": np.stack(obs), "action": np.stack(actions), "reward": np.asarray(rewards, np.float32),
             "done": np.asarray(dones, bool)}
-
-
-_ENV_CACHE: dict = {}
-
-
-def _cached_env(name: str, max_steps: int | None, index: int = 0):
-    """This process's `index`-th env of this kind (a worker keeps its envs between tasks)."""
-    key = (name, max_steps, index)
-    if key not in _ENV_CACHE:
-        _ENV_CACHE[key] = make_env(name, max_steps=max_steps)
-    return _ENV_CACHE[key]
 
 
 def collect_episode(task: tuple) -> int:

@@ -10,7 +10,7 @@ generation (N(0, 0.1^2) weights on [z, c, h]).
 import numpy as np
 import torch
 
-from .collect import _cached_env
+from .envs import cached_env as _cached_env
 from .controller import Controller, ControllerConfig
 from .dream import DreamModel, batched_controller, play_batch
 from .parallel import make_executor, resolve_workers, run_tasks

@@ -10,6 +10,10 @@ Both wrappers turn observations into 64x64x3 uint8 frames and take the controlle
   a < -1/3 moves left, a > 1/3 moves right, otherwise no-op; the Discrete(3) index of each button
   is read from the game at run time, not assumed. Episodes are capped at 2,100 steps.
 """
+import atexit
+import multiprocessing.util
+import weakref
+
 import numpy as np
 import gymnasium as gym
 from PIL import Image
@@ -122,5 +126,42 @@ def make_env(name: str, max_steps: int | None = None, render_mode: str | None = 
         import vizdoom.gymnasium_wrapper  # noqa: F401  (registers VizdoomTakeCover-v1)
     except ImportError as e:  # pragma: no cover - depends on the install
         raise WMError("the Doom environment needs the `vizdoom` package: pip install vizdoom") from e
-    env = gym.make("VizdoomTakeCover-v1", render_mode=render_mode, max_episode_steps=max_steps)
-    return DoomFrames(env)
+    env = DoomFrames(gym.make("VizdoomTakeCover-v1", render_mode=render_mode, max_episode_steps=max_steps))
+    _OPEN_GAMES.add(env)
+    return env
+
+
+# ViZDoom runs each game as a process of its own, which outlives a Python process that never closed
+# it (a notebook kernel that is shut down, a worker of a process pool). Every Doom env made here is
+# remembered (weakly) and closed when this process ends: atexit covers a normal exit, and
+# multiprocessing's finalizers cover its workers, which exit without running atexit.
+_OPEN_GAMES: "weakref.WeakSet[gym.Env]" = weakref.WeakSet()
+_ENV_CACHE: dict = {}
+
+
+def cached_env(name: str, max_steps: int | None, index: int = 0) -> gym.Env:
+    """This process's `index`-th env of this kind (a worker keeps its envs between tasks)."""
+    key = (name, max_steps, index)
+    if key not in _ENV_CACHE:
+        _ENV_CACHE[key] = make_env(name, max_steps=max_steps)
+    return _ENV_CACHE[key]
+
+
+def close_games() -> int:
+    """Close every env this process made with make_env that runs a game process (Doom), and forget
+    the cached ones; returns how many were closed. Chapters call it at their end; it also runs at exit."""
+    n = 0
+    for env in list(_OPEN_GAMES):
+        try:
+            env.close()
+            n += 1
+        except Exception:  # already closed, or the game died: nothing left to end
+            pass
+        _OPEN_GAMES.discard(env)
+    for key in [k for k, env in _ENV_CACHE.items() if k[0] == "doom"]:
+        del _ENV_CACHE[key]
+    return n
+
+
+atexit.register(close_games)
+multiprocessing.util.Finalize(None, close_games, exitpriority=10)

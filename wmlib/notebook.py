@@ -54,6 +54,23 @@ def setup() -> tuple[str, str]:
     return PROFILE, dev
 
 
+def glue(name: str, value, display: bool = True):
+    """myst-nb's `glue` (a computed value the book's text quotes as {glue:text}`name`), usable anywhere.
+
+    numpy and torch scalars become plain Python numbers first (myst-nb cannot format them in the
+    text). Where myst-nb is not installed (Colab: there is no book to build there) it only returns
+    the value; the cells print their numbers anyway.
+    """
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return value
+    myst_glue(name, value, display=display)
+    return value
+
+
 def show_frames(frames, ncols: int = 8, scale: float = 1.5, titles=None):
     """Show uint8 frames (N, 64, 64, 3) in a grid of `ncols` columns.
 
@@ -139,3 +156,60 @@ def video(frames, fps: int = 25, scale: int = 4, max_bytes: int = MAX_VIDEO_BYTE
     cap = f"<figcaption>{caption}</figcaption>" if caption else ""
     return HTML(f'<figure class="wmlib-video"><video controls autoplay loop muted playsinline '
                 f'src="data:video/mp4;base64,{data}"></video>{cap}</figure>')
+
+
+# The sizes of the run the book's chapters share per env and profile: (section, field) -> value, applied
+# to the smoke configuration ("paper" takes get_config(env, "paper") unchanged). "default" must keep a
+# chapter within a few minutes on a 2-core CPU, so it is far smaller than the CLI's default profile.
+BOOK_SIZES = {
+    "carracing": {
+        # smoke collects in the notebook's own process: a worker pool's start-up would dominate 240 steps
+        "smoke": {("collect", "workers"): 1, ("vae_train", "block_episodes"): 1,
+                  # C (chapter 7): CMA-ES in the real game, 80 env steps per generation
+                  ("cmaes", "popsize"): 4, ("cmaes", "rollouts"): 1, ("cmaes", "generations"): 2,
+                  ("cmaes", "max_steps"): 20, ("cmaes", "workers"): 2, ("cmaes", "eval_every"): 0,
+                  ("cmaes", "eval_episodes"): 2},
+        "default": {
+            ("collect", "episodes"): 32, ("collect", "max_steps"): 300, ("collect", "workers"): 2,
+            ("vae_train", "epochs"): 2, ("vae_train", "batch_size"): 100, ("vae_train", "lr"): 1e-3,
+            ("vae_train", "block_episodes"): 4,
+            ("mdnrnn_train", "steps"): 600, ("mdnrnn_train", "batch_size"): 16, ("mdnrnn_train", "seq_len"): 100,
+            # C (chapter 7): 8 candidates x 1 track x 5 generations of 200 steps, under a minute of rollouts
+            ("cmaes", "popsize"): 8, ("cmaes", "rollouts"): 1, ("cmaes", "generations"): 5,
+            ("cmaes", "max_steps"): 200, ("cmaes", "workers"): 2, ("cmaes", "eval_every"): 0,
+            ("cmaes", "eval_episodes"): 4,
+        },
+    },
+}
+
+
+def book_run_config(env: str, profile: str, seed: int = 0):
+    """(RunConfig, run directory) shared by the book's chapters that train `env` on `profile`.
+
+    "smoke" and "default" start from get_config(env, "smoke") and set the sizes in BOOK_SIZES;
+    "paper" is get_config(env, "paper"). The run directory is runs/book-ENV-PROFILE under the
+    repository root (the parent of the notebook's folder when that holds wmlib/, else the current
+    folder, e.g. /content on Colab). Every chapter passes the result to wmlib.pipeline.open_run and
+    the stage_* functions, which skip finished work: a chapter opened second reuses what the first
+    one trained, and one opened first trains it.
+    """
+    import dataclasses
+    from pathlib import Path
+
+    from .profiles import get_config
+
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    if profile == "paper":
+        cfg = get_config(env, "paper", seed)
+    else:
+        if env not in BOOK_SIZES or profile not in BOOK_SIZES[env]:
+            raise ValueError(f"the book has no {profile!r} sizes for env {env!r}; add them to "
+                             "wmlib.notebook.BOOK_SIZES")
+        cfg = get_config(env, "smoke", seed)
+        cfg.profile = profile
+        for (section, name), value in BOOK_SIZES[env][profile].items():
+            setattr(cfg, section, dataclasses.replace(getattr(cfg, section), **{name: value}))
+    here = Path.cwd()
+    root = here.parent if (here.parent / "wmlib").is_dir() else here
+    return cfg, root / "runs" / f"book-{env}-{profile}"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .agent import Agent, load_agent
-from .collect import _cached_env
+from .envs import cached_env as _cached_env
 from .controller import Controller, ControllerConfig
 from .parallel import make_executor, run_tasks
 

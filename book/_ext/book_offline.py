@@ -1,0 +1,46 @@
+"""Sphinx extension (jupyter-book `local_extensions`) for this book's HTML: every page works offline
+and logs no JavaScript error. tests/test_book.py checks both in Chromium."""
+import re
+from pathlib import Path
+
+from sphinx.errors import ConfigError
+
+# matplotlib's FuncAnimation.to_jshtml() links Font Awesome 4 from a CDN for the icons of its
+# buttons. The theme's own Font Awesome (scripts/fontawesome.js) already draws those `fa` icons, so
+# the link only costs a request to the internet: drop it.
+_FA4_CDN_LINK = re.compile(r'<link\s+rel="stylesheet"\s+href="https://maxcdn\.bootstrapcdn\.com/font-awesome/[^"]*"\s*/?>')
+
+
+def _clean_page(app, pagename, templatename, context, doctree):
+    # Sphinx 7 lists an inline script that an extension adds after the builder started twice (its
+    # filename is None once and '' once; fixed in Sphinx 8.2 by sphinx-doc/sphinx#13402, but
+    # jupyter-book 1 needs Sphinx 7): sphinx-thebe's `const THEBE_JS_URL` twice is a SyntaxError
+    # on every page. Keep the first of identical scripts.
+    scripts = context.get("script_files")
+    if scripts is not None:
+        seen, unique = set(), []
+        for js in scripts:
+            key = (getattr(js, "filename", str(js)) or "",
+                   tuple(sorted((k, str(v)) for k, v in getattr(js, "attributes", {}).items())))
+            if key not in seen:
+                seen.add(key)
+                unique.append(js)
+        scripts[:] = unique  # in place: Sphinx restores its own list after the page
+    if isinstance(context.get("body"), str):
+        context["body"] = _FA4_CDN_LINK.sub("", context["body"])
+
+
+def _check_static_paths(app, config):
+    # Without the JavaScript that book/build.sh fetches, the pages would show no math and no
+    # widgets: say so instead of building them.
+    missing = [p for p in config.html_static_path if not (Path(app.confdir) / p).is_dir()]
+    if missing:
+        raise ConfigError(f"html_static_path {missing} missing: build the book with book/build.sh, which "
+                          "fetches the pages' JavaScript (MathJax, the widget html-manager) with npm")
+
+
+def setup(app):
+    app.connect("config-inited", _check_static_paths)
+    # After the other extensions' html-page-context handlers, which add the page's own scripts.
+    app.connect("html-page-context", _clean_page, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
