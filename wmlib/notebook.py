@@ -50,7 +50,12 @@ def setup() -> tuple[str, str]:
     PROFILE = _profile_from_env()
     dev = device()
     where = "Colab" if on_colab() else "local"
-    print(f"wmlib profile: {PROFILE}   device: {dev}   ({where}, torch {torch.__version__})")
+    if PROFILE == "smoke" and dev == "cpu":
+        # Smoke models are tiny: one thread is as fast, and on a busy CPU several threads that wait for
+        # each other are many times slower (a CI chapter went from 38 s to 171 s with two).
+        torch.set_num_threads(1)
+    print(f"wmlib profile: {PROFILE}   device: {dev}   ({where}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} CPU thread{'s' if torch.get_num_threads() > 1 else ''})")
     return PROFILE, dev
 
 
