@@ -229,6 +229,16 @@ def test_iterative_procedure(smoke_run, tmp_path):
     assert json.loads((it / "mdnrnn.json").read_text())["steps"] == before + 5
     assert (it / "cmaes_iter1" / "state.npz").exists()
     assert len(np.load(it / "series" / "packed" / "lengths.npy")) == 6
+    # Round 1 has its own CMA-ES seed: its candidates differ from round 0's, and so does C_1.
+    with np.load(it / "cmaes" / "state.npz") as a, np.load(it / "cmaes_iter1" / "state.npz") as b:
+        assert not np.isclose(a["checksum"][0], b["checksum"][0])
+    c1 = (it / "controller.safetensors").read_bytes()
+    assert c1 != (run_dir / "controller.safetensors").read_bytes()
+    assert json.loads((it / "controller.json").read_text())["cmaes_state"] == "cmaes_iter1"
+    # train-controller replays round 0's finished CMA-ES: it must not put C_0 back in place of C_1.
+    r = wmlib_cli("train-controller", "--env", env, "--profile", "smoke", "--run-dir", it, "--no-progress",
+                  check=True)
+    assert (it / "controller.safetensors").read_bytes() == c1, r.stderr
 
 
 def test_ablation_table(smoke_run, tmp_path):

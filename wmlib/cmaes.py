@@ -94,6 +94,7 @@ def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: C
             log(f"resumed CMA-ES after generation {len(fitness)}")
 
     log_path = state_dir / "log.jsonl"
+    ran = len(fitness) < cfg.generations  # new generations to play (else a pure replay)
     for g in range(len(fitness), cfg.generations):
         t0 = time.monotonic()
         sols = np.asarray(es.ask())
@@ -106,7 +107,8 @@ def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: C
         returns_hist = np.concatenate([returns_hist, rets[None]])
         checksums = np.append(checksums, sols.sum())
         controller.set_flat(es.result.xfavorite)  # the distribution mean: C's current best guess
-        record = {"generation": g + 1, "mean_fitness": float(fit.mean()), "best_fitness": float(fit.max()),
+        record = {"cmaes_state": state_name, "generation": g + 1, "mean_fitness": float(fit.mean()),
+                  "best_fitness": float(fit.max()),
                   "worst_fitness": float(fit.min()), "sigma": float(es.sigma),
                   "seconds": round(time.monotonic() - t0, 2)}
         if evaluate_mean is not None and cfg.eval_every and (g + 1) % cfg.eval_every == 0:
@@ -117,9 +119,17 @@ def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: C
             f.write(json.dumps(record) + "\n")
         log(f"generation {g + 1}/{cfg.generations}: fitness mean {record['mean_fitness']:.1f}, best "
             f"{record['best_fitness']:.1f}, sigma {record['sigma']:.4f} ({record['seconds']} s)")
-    if len(fitness):  # also after a crash between saving the state and saving C
+    if len(fitness):
         controller.set_flat(es.result.xfavorite)
-        save_model(controller, out_dir, "controller", env, extra={
-            "generation": len(fitness), "mean_fitness": float(fitness[-1].mean()),
-            "best_fitness": float(fitness[-1].max())})
+        # Written again after a pure replay too (a crash may have come between the state and C), unless
+        # C came from another CMA-ES run in this folder: a later round of the iterative procedure, whose
+        # C a replay of round 0 must not replace.
+        meta_path = out_dir / "controller.json"
+        owner = read_json(meta_path).get("cmaes_state", state_name) if meta_path.exists() else state_name
+        if owner == state_name or ran:
+            save_model(controller, out_dir, "controller", env, extra={
+                "cmaes_state": state_name, "generation": len(fitness), "mean_fitness": float(fitness[-1].mean()),
+                "best_fitness": float(fitness[-1].max())})
+        else:
+            log(f"{out_dir / 'controller.safetensors'} comes from {owner}, not {state_name}: left as it is")
     return controller

@@ -163,11 +163,16 @@ def stage_iterate(cfg: RunConfig, run_dir: Path, progress=True, device=None):
         train = dataclasses.replace(cfg.mdnrnn_train, steps=cfg.mdnrnn_train.steps + k * it.mdnrnn_steps)
         log_err(f"[iterate {k}/{it.iterations}] M on {episodes} episodes, to step {train.steps}")
         train_mdnrnn(packed, run_dir, cfg.env, cfg.mdnrnn, train, cfg.seed, device, progress, log_err)
-        stage_controller_dream(cfg, run_dir, progress, device, state_name=f"cmaes_iter{k}")
+        # A seed of its own per round: with round 0's, a dream that changed little would hand CMA-ES the same
+        # candidates and tracks again, and C_k would come out equal to C_0.
+        stage_controller_dream(cfg, run_dir, progress, device, state_name=f"cmaes_iter{k}",
+                               seed=cfg.seed + 1_000_003 * k)
 
 
-def stage_controller_dream(cfg: RunConfig, run_dir: Path, progress=True, device=None, state_name="cmaes"):
+def stage_controller_dream(cfg: RunConfig, run_dir: Path, progress=True, device=None, state_name="cmaes",
+                           seed: int | None = None):
     """CMA-ES inside M's dream: each generation's pop x rollouts episodes run as one batch."""
+    seed = cfg.seed if seed is None else seed
     from .dream import OBS_OF_CONTROLLER, DreamModel, dream_returns
     c, d = cfg.cmaes, cfg.dream
     if cfg.env != "doom":
@@ -178,7 +183,7 @@ def stage_controller_dream(cfg: RunConfig, run_dir: Path, progress=True, device=
             f"rollouts = {c.popsize * c.rollouts} episodes per generation in one batch, {c.generations} generations")
 
     def evaluate_population(solutions, generation):
-        return dream_returns(model, cfg.controller, solutions, c.rollouts, d.tau, train_seed(cfg.seed, generation, 0),
+        return dream_returns(model, cfg.controller, solutions, c.rollouts, d.tau, train_seed(seed, generation, 0),
                              d.max_steps, d.done_mode)
 
     def evaluate_mean(params):  # the virtual score; the real one is measured by `evaluate`
@@ -186,5 +191,5 @@ def stage_controller_dream(cfg: RunConfig, run_dir: Path, progress=True, device=
                           eval_seed(cfg.seed + 1, 0), d.max_steps, d.done_mode)[0]
         return float(r.mean()), float(r.std())
 
-    train_cmaes(evaluate_population, cfg.controller, c, run_dir, cfg.env, cfg.seed, evaluate_mean, log_err, progress,
+    train_cmaes(evaluate_population, cfg.controller, c, run_dir, cfg.env, seed, evaluate_mean, log_err, progress,
                 state_name)
