@@ -157,8 +157,9 @@ def stage_iterate(cfg: RunConfig, run_dir: Path, progress=True, device=None):
     for k in range(1, it.iterations + 1):
         episodes = cfg.collect.episodes + k * it.episodes
         log_err(f"[iterate {k}/{it.iterations}] {it.episodes} episodes with the current agent (noise {it.noise})")
+        # min_length 0: the agent's quick deaths are kept, they are what M most needs to learn from
         collect(cfg.env, run_dir / "episodes", episodes, cfg.seed, "agent", cfg.collect.max_steps,
-                cfg.collect.min_length, cfg.collect.workers, progress=progress, weights=str(run_dir), noise=it.noise)
+                0, cfg.collect.workers, progress=progress, weights=str(run_dir), noise=it.noise)
         packed = stage_series(cfg, run_dir, device, progress)
         train = dataclasses.replace(cfg.mdnrnn_train, steps=cfg.mdnrnn_train.steps + k * it.mdnrnn_steps)
         log_err(f"[iterate {k}/{it.iterations}] M on {episodes} episodes, to step {train.steps}")
