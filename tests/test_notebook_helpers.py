@@ -33,3 +33,14 @@ def test_book_run_config_rejects_unknown_profile_and_env():
         book_run_config("carracing", "huge")
     with pytest.raises(ValueError, match="BOOK_SIZES"):
         book_run_config("doom", "default")
+
+
+def test_book_run_dir_changes_with_the_sizes(monkeypatch, tmp_path):
+    import wmlib.notebook as nb
+    monkeypatch.chdir(tmp_path)
+    cfg, run = book_run_config("carracing", "smoke")
+    assert run.parent == tmp_path / "runs" and run.name.startswith("book-carracing-smoke-")
+    assert book_run_config("carracing", "smoke")[1] == run  # chapters 3, 5 and 7 share it
+    sizes = {**nb.BOOK_SIZES["carracing"]["smoke"], ("collect", "episodes"): cfg.collect.episodes + 1}
+    monkeypatch.setitem(nb.BOOK_SIZES["carracing"], "smoke", sizes)
+    assert book_run_config("carracing", "smoke")[1] != run

@@ -192,7 +192,7 @@ def book_run_config(env: str, profile: str, seed: int = 0):
     """(RunConfig, run directory) shared by the book's chapters that train `env` on `profile`.
 
     "smoke" and "default" start from get_config(env, "smoke") and set the sizes in BOOK_SIZES;
-    "paper" is get_config(env, "paper"). The run directory is runs/book-ENV-PROFILE under the
+    "paper" is get_config(env, "paper"). The run directory is runs/book-ENV-PROFILE-DIGEST under the
     repository root (the parent of the notebook's folder when that holds wmlib/, else the current
     folder, e.g. /content on Colab). Every chapter passes the result to wmlib.pipeline.open_run and
     the stage_* functions, which skip finished work: a chapter opened second reuses what the first
@@ -215,6 +215,11 @@ def book_run_config(env: str, profile: str, seed: int = 0):
         cfg.profile = profile
         for (section, name), value in BOOK_SIZES[env][profile].items():
             setattr(cfg, section, dataclasses.replace(getattr(cfg, section), **{name: value}))
+    # The folder's name ends with a digest of the whole configuration: edit BOOK_SIZES (or a default in
+    # wmlib.profiles) and the chapters train a new run instead of silently reusing one of other sizes.
+    import hashlib
+    import json
+    digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
     here = Path.cwd()
     root = here.parent if (here.parent / "wmlib").is_dir() else here
-    return cfg, root / "runs" / f"book-{env}-{profile}"
+    return cfg, root / "runs" / f"book-{env}-{profile}-{digest}"
