@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Build the book: book/build.sh [jupyter-book build options, e.g. --path-output DIR]
+#                 book/build.sh --fetch-only   (only fetch the pages' JavaScript into _vendor/)
 #
 # Every chapter is executed on the profile in WMLIB_PROFILE (smoke, default or paper; unset means
 # default), and the HTML lands in _build/html (or DIR/_build/html).
@@ -45,6 +46,8 @@ fetch_js() {
 if [ "$(cat "$VENDOR/VERSIONS" 2>/dev/null)" != "$(printf '%s\n' "${PACKAGES[@]}")" ]; then
     fetch_js
 fi
+# book/_ext/book_offline.py calls this when a plain `jupyter-book build .` finds no _vendor/.
+[ "${1:-}" = "--fetch-only" ] && exit 0
 
 export WMLIB_PROFILE="${WMLIB_PROFILE:-default}"
 echo "book/build.sh: building with WMLIB_PROFILE=$WMLIB_PROFILE"

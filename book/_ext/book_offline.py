@@ -1,6 +1,7 @@
 """Sphinx extension (jupyter-book `local_extensions`) for this book's HTML: every page works offline
 and logs no JavaScript error. tests/test_book.py checks both in Chromium."""
 import re
+import subprocess
 from pathlib import Path
 
 from sphinx.errors import ConfigError
@@ -32,11 +33,17 @@ def _clean_page(app, pagename, templatename, context, doctree):
 
 def _check_static_paths(app, config):
     # Without the JavaScript that book/build.sh fetches, the pages would show no math and no
-    # widgets: say so instead of building them.
-    missing = [p for p in config.html_static_path if not (Path(app.confdir) / p).is_dir()]
-    if missing:
-        raise ConfigError(f"html_static_path {missing} missing: build the book with book/build.sh, which "
-                          "fetches the pages' JavaScript (MathJax, the widget html-manager) with npm")
+    # widgets. A plain `jupyter-book build .` fetches it here (book/build.sh --fetch-only, npm);
+    # where that fails, say so instead of building pages without it.
+    def missing():
+        return [p for p in config.html_static_path if not (Path(app.confdir) / p).is_dir()]
+    if missing():
+        script = Path(__file__).resolve().parent.parent / "build.sh"
+        done = subprocess.run(["bash", str(script), "--fetch-only"], capture_output=True, text=True)
+        if done.returncode != 0 or missing():
+            raise ConfigError(f"html_static_path {missing()} missing and `{script} --fetch-only` failed "
+                              f"({(done.stderr or done.stdout).strip()[-500:]}): the pages' JavaScript "
+                              "(MathJax, the widget html-manager) is fetched with npm, which must be installed")
 
 
 def setup(app):
