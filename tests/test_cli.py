@@ -257,3 +257,16 @@ def test_ablation_table(smoke_run, tmp_path):
     assert "| V only, linear (z) |" in r.stdout and "906 ± 21" in r.stdout
     assert (out / "z" / "controller.safetensors").exists() and (out / "ablation.md").exists()
     assert json.loads((out / "z" / "controller.json").read_text())["config"]["kind"] == "z"
+
+
+def test_collect_policy_option(tmp_path):
+    """--policy picks the data policy of the random rollouts; an unknown one is a clear error."""
+    user_error(wmlib_main("collect", "--env", "carracing", "--profile", "smoke", "--run-dir", tmp_path / "bad",
+                          "--policy", "held_random"), "unknown data policy", "brownian")
+    run_dir = tmp_path / "brownian"
+    r = wmlib_main("collect", "--env", "carracing", "--profile", "smoke", "--run-dir", run_dir, "--episodes", "1",
+                   "--workers", "1", "--policy", "brownian", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((run_dir / "run.json").read_text())["collect"]["policy"] == "brownian"
+    with np.load(next((run_dir / "episodes").glob("ep_*.npz"))) as f:
+        assert str(f["policy"]) == "brownian"

@@ -37,6 +37,12 @@ def _run_config(args):
     cfg, run_dir = config_for(args.env, args.profile, args.seed, args.run_dir)
     if getattr(args, "episodes", None) is not None:
         cfg.collect.episodes = _positive("--episodes", args.episodes)
+    if getattr(args, "policy", None) is not None:
+        from .policies import POLICIES
+        if args.policy not in POLICIES[args.env]:
+            raise WMError(f"unknown data policy {args.policy!r} for {args.env}: choose one of "
+                          f"{', '.join(p for p in POLICIES[args.env] if p != 'agent')}")
+        cfg.collect.policy = args.policy
     if getattr(args, "generations", None) is not None:
         cfg.cmaes.generations = _positive("--generations", args.generations)
     if getattr(args, "iterations", None) is not None:
@@ -183,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--no-progress", action="store_true", help="no progress bars")
         if name in ("collect", "run"):
             q.add_argument("--episodes", type=int, default=None, help="override the profile's episode count")
+            q.add_argument("--policy", default=None,
+                           help="data policy of the random rollouts (CarRacing: random_weights, the authors', or "
+                                "brownian, which stays on the road more; Doom: held_random)")
         if name in ("train-controller", "run", "iterate"):
             q.add_argument("--generations", type=int, default=None, help="override the profile's generations")
             q.add_argument("--where", choices=("real", "dream"), default=None,
