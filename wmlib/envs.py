@@ -131,10 +131,11 @@ def make_env(name: str, max_steps: int | None = None, render_mode: str | None = 
     return env
 
 
-# ViZDoom runs each game as a process of its own, which outlives a Python process that never closed
-# it (a notebook kernel that is shut down, a worker of a process pool). Every Doom env made here is
-# remembered (weakly) and closed when this process ends: atexit covers a normal exit, and
-# multiprocessing's finalizers cover its workers, which exit without running atexit.
+# ViZDoom runs each game as a process of its own. A Python process that exits normally takes its games
+# with it, but one that is killed (a notebook kernel that its client kills at shutdown) leaves them
+# running for good. Every Doom env made here is remembered (weakly) so that close_games() can end them
+# before that (the book's Doom chapters call it last); it also runs at a normal exit (atexit) and in
+# multiprocessing's workers (which exit without running atexit), where it costs nothing.
 _OPEN_GAMES: "weakref.WeakSet[gym.Env]" = weakref.WeakSet()
 _ENV_CACHE: dict = {}
 
