@@ -252,7 +252,27 @@ def book_build(request, tmp_path_factory) -> BookBuild:
     return build
 
 
+@pytest.fixture(scope="session")
+def smoke_runs(tmp_path_factory):
+    """smoke_runs(env) -> the run directory of `python -m wmlib run --profile smoke` (helpers.smoke_run_args)
+    for env, made on first use and shared for the whole session: tests/test_cli.py checks it, and
+    tests/test_kill_anywhere.py compares its killed run with it. Tests may rerun it, never change its results."""
+    from .helpers import smoke_run_args, wmlib_cli
+    runs = {}
+
+    def get(env: str) -> Path:
+        if env not in runs:
+            run_dir = tmp_path_factory.mktemp(env) / "run"
+            wmlib_cli(*smoke_run_args(env, run_dir), check=True)
+            runs[env] = run_dir
+        return runs[env]
+    return get
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    sweep = getattr(config, "_wmlib_bad_inputs", None)  # counted by tests/test_bad_inputs.py
+    if sweep is not None:
+        terminalreporter.write_line(f"bad-input sweep: {sweep['tried']} inputs tried, {sweep['clear']} clear errors")
     build = getattr(config, "_wmlib_book_build", None)
     if build is None:
         return

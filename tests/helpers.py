@@ -58,10 +58,22 @@ def wmlib_main(*args):
     return subprocess.CompletedProcess(["wmlib", *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
-def start(cmd: list[str]) -> subprocess.Popen:
-    """Start a command in its own process group, so kill_group takes its workers too."""
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+def smoke_run_args(env: str, run_dir: Path) -> list[str]:
+    """`python -m wmlib` arguments of the smoke profile's whole `run` (the shared reference run of the tests)."""
+    return ["run", "--env", env, "--profile", "smoke", "--run-dir", str(run_dir), "--no-progress"]
+
+
+def start(cmd: list[str], log: Path | None = None) -> subprocess.Popen:
+    """Start a command in its own process group, so kill_group takes its workers too.
+
+    Its stderr goes to a pipe, or to the file `log` (which can be read while the command runs)."""
+    err = subprocess.PIPE if log is None else open(log, "w")
+    try:
+        return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    finally:
+        if log is not None:
+            err.close()
 
 
 def kill_group_when(proc: subprocess.Popen, ready, timeout: float = 300) -> bool:

@@ -21,11 +21,9 @@ def user_error(r, *needles):
 
 
 @pytest.fixture(scope="module", params=["doom", "carracing"])
-def smoke_run(request, tmp_path_factory):
-    env = request.param
-    run_dir = tmp_path_factory.mktemp(env) / "run"
-    wmlib_cli("run", "--env", env, "--profile", "smoke", "--run-dir", run_dir, "--no-progress", check=True)
-    return env, run_dir
+def smoke_run(request, smoke_runs):
+    """(env, run dir) of the smoke profile's `run`, shared with tests/test_kill_anywhere.py (conftest.py)."""
+    return request.param, smoke_runs(request.param)
 
 
 def test_run_writes_every_artifact(smoke_run):

@@ -12,7 +12,6 @@ interrupted ablation resumes where it stopped) and its 100-episode score on unse
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 
 from .checkpoint import read_json, write_json
 from .cmaes import train_cmaes
@@ -20,7 +19,7 @@ from .controller import ControllerConfig
 from .errors import WMError
 from .parallel import make_executor, resolve_workers
 from .profiles import RunConfig
-from .rollout import eval_seed, evaluate, run_rollouts, train_seed
+from .rollout import evaluate, run_rollouts, train_seed
 from .tausweep import link_shared
 
 KINDS = ("z", "z_hidden", "zh")
@@ -43,15 +42,15 @@ def train_real(weights: Path, out: Path, controller: ControllerConfig, cfg: RunC
 
 
 def ablation(weights: Path, cfg: RunConfig, out: Path, episodes: int = 100, kinds=KINDS, log=print,
-             progress=True) -> dict:
+             progress=True, executor=None) -> dict:
     weights, out = Path(weights), Path(out)
     if cfg.env != "carracing":
         raise WMError(f"the ablation is the paper's CarRacing experiment; got env {cfg.env!r}")
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise WMError(f"unknown controller kinds {unknown}; the ablation compares {', '.join(KINDS)}")
-    own = resolve_workers(cfg.cmaes.workers) > 1
-    ex = make_executor(cfg.cmaes.workers) if own else None
+    own = executor is None and resolve_workers(cfg.cmaes.workers) > 1
+    ex = make_executor(cfg.cmaes.workers) if own else executor
     rows = []
     try:
         for kind in kinds:
@@ -76,7 +75,7 @@ def ablation(weights: Path, cfg: RunConfig, out: Path, episodes: int = 100, kind
             log(f"ablation {kind}: {row['mean']:.0f} ± {row['std']:.0f} over {episodes} episodes")
             rows.append(row)
     finally:
-        if ex is not None:
+        if own and ex is not None:
             ex.shutdown(cancel_futures=True)
     res = {"weights": str(weights), "episodes": episodes, "rows": rows, "markdown": ablation_markdown(rows)}
     write_json(out / "ablation.json", res)

@@ -7,6 +7,8 @@ Training state for resuming (optimiser moments, RNG states) is a torch file load
 weights_only=True, which refuses arbitrary pickled objects.
 """
 import dataclasses
+import errno
+import io
 import json
 import os
 import tempfile
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from .errors import WMError
 
@@ -29,13 +31,28 @@ def atomic_path(path: Path):
     return _AtomicPath(Path(path))
 
 
+# What a full disk (or a quota, or a file size limit) looks like to a writer.
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def disk_full_error(path: Path, e: OSError) -> WMError:
+    return WMError(f"could not write {path}: {e.strerror} (the disk is full or a file size limit was reached); "
+                   "free some disk space and rerun the same command: the previous version of the file, if any, "
+                   "is untouched")
+
+
 class _AtomicPath:
     def __init__(self, path: Path):
         self.path = path
 
     def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        except OSError as e:
+            if e.errno in DISK_FULL_ERRNOS:
+                raise disk_full_error(self.path, e) from e
+            raise
         os.close(fd)
         self.tmp = Path(tmp)
         return self.tmp
@@ -46,12 +63,23 @@ class _AtomicPath:
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+                raise disk_full_error(self.path, exc) from exc
         return False
 
 
+def _json_text(path: Path, obj) -> str:
+    try:
+        return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"cannot write {path}: {e}; convert numpy values to Python ones first (float(x), "
+                        "int(x), a.tolist())") from e
+
+
 def write_json(path: Path, obj) -> None:
+    text = _json_text(path, obj)  # before the temp file: an object json cannot write leaves nothing behind
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(text)
 
 
 def read_json(path: Path) -> dict:
@@ -59,30 +87,52 @@ def read_json(path: Path) -> dict:
     if not path.exists():
         raise WMError(f"missing file {path}")
     try:
-        return json.loads(path.read_text())
+        obj = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise WMError(f"{path} is not valid JSON ({e}); the file is damaged: delete it and rerun the stage "
                       "that writes it") from e
+    if not isinstance(obj, dict):  # every wmlib JSON file is an object; a list or number is a foreign file
+        raise WMError(f"{path} holds a JSON {type(obj).__name__}, not the JSON object wmlib writes; the file is "
+                      "damaged or not wmlib's: delete it and rerun the stage that writes it")
+    return obj
 
 
 def save_npz(path: Path, **arrays) -> None:
     """np.savez_compressed, atomically."""
+    for k, a in arrays.items():  # wmlib's readers refuse pickles (allow_pickle=False): never write one
+        if np.asarray(a).dtype == object:
+            raise ValueError(f"cannot save {k!r} to {path}: it is an array of Python objects, which only a pickle "
+                             "could store; convert it to a numeric or string array")
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
 
 
 def save_torch_state(path: Path, state: dict) -> None:
+    # Serialised in memory and written here: torch's own file writer reports a full disk as an opaque
+    # RuntimeError, a plain write as an OSError that atomic_path turns into a clear error.
+    buf = io.BytesIO()
+    torch.save(state, buf)
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        tmp.write_bytes(buf.getbuffer())
 
 
-def load_torch_state(path: Path) -> dict:
+def load_torch_state(path: Path, keys=()) -> dict:
+    """The training state in path, a dict holding at least `keys`."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file: every failure means the same to the user
+        if "Unsupported global" in str(e):  # a pickle of arbitrary objects; torch's long message buries the point
+            raise WMError(f"refusing to load the training state {path}: it holds Python objects other than tensors "
+                          "and numbers, which could run code when loaded, so wmlib did not write it; delete it to "
+                          "restart that stage from scratch") from e
         raise WMError(f"cannot read the training state {path} ({type(e).__name__}: {e}); delete it to "
                       "restart that stage from scratch") from e
+    missing = [k for k in keys if k not in state] if isinstance(state, dict) else list(keys)
+    if missing:
+        raise WMError(f"{path} is not the training state of this stage (it lacks {', '.join(missing)}); delete it "
+                      "to restart that stage from scratch")
+    return state
 
 
 def save_model(model: torch.nn.Module, directory: Path, name: str, env: str, extra: dict | None = None,
@@ -94,9 +144,29 @@ def save_model(model: torch.nn.Module, directory: Path, name: str, env: str, ext
         tensors = {k: v.to(dtype) for k, v in tensors.items()}
     meta = {"format": FORMAT_VERSION, "model": type(model).__name__, "env": env,
             "config": dataclasses.asdict(model.config), **(extra or {})}
+    # In memory first, as in save_torch_state (safetensors' writer reports a full disk as a SafetensorError).
+    data = _sorted_metadata(save(tensors, metadata={"model": meta["model"], "env": env}))
+    text = _json_text(directory / f"{name}.json", meta)
+    # Both files are written before either is renamed into place: a failure leaves the old pair, not a new
+    # .safetensors beside an old .json.
     with atomic_path(directory / f"{name}.safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata={"model": meta["model"], "env": env})
-    write_json(directory / f"{name}.json", meta)
+        tmp.write_bytes(data)
+        with atomic_path(directory / f"{name}.json") as tmp_json:
+            tmp_json.write_text(text)
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """safetensors bytes with the header's metadata in sorted order. safetensors writes it in the order of a
+    Rust HashMap, which changes from process to process: the same weights made files with other bytes, so
+    other digests (series/meta.json then called the series of an unchanged V stale: a resumed run re-encoded
+    them, and its artifacts were not those of an uninterrupted run). Sorting keeps the header's length."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    if "__metadata__" not in header:
+        return data
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    return data[:8] + text.ljust(n) + data[8 + n:] if len(text) <= n else data
 
 
 def load_model(cls, config_cls, directory: Path, name: str, env: str | None = None, device="cpu"):
@@ -117,9 +187,9 @@ def load_model(cls, config_cls, directory: Path, name: str, env: str | None = No
                       f"pass --env {meta.get('env')} or use weights trained on {env}")
     try:
         config = config_cls(**meta["config"])
-    except (TypeError, ValueError, KeyError) as e:
+        model = cls(config)
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:  # a value of the wrong type or size
         raise WMError(f"{cpath} has an invalid config ({e}); retrain {name} or restore the file") from e
-    model = cls(config)
     try:
         tensors = load_file(str(wpath))
     except (SafetensorError, OSError, ValueError) as e:

@@ -1,6 +1,8 @@
 """`python -m wmlib`: the command line. Run `python -m wmlib --help` for the list of commands."""
 import argparse
+import contextlib
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -64,10 +66,43 @@ def _positive(name, value, allow_zero=False):
     return value
 
 
+# The smallest value of every numeric option, whichever command has it.
+MINIMUM = {"seed": 0, "workers": 0, "episodes": 1, "max_steps": 1, "generations": 1, "iterations": 0}
+
+
+def _check_numbers(args):
+    """Refuse an out-of-range option before any command starts, not deep in a stage or a worker."""
+    for name, low in MINIMUM.items():
+        if getattr(args, name, None) is not None:
+            _positive("--" + name.replace("_", "-"), getattr(args, name), allow_zero=low == 0)
+    tau = getattr(args, "tau", None)
+    if tau is not None and not (math.isfinite(tau) and tau > 0):  # argparse's float() accepts nan and inf
+        raise WMError(f"--tau must be a number > 0, got {tau}; the paper used 1.15")
+
+
+@contextlib.contextmanager
+def _dask(args):
+    """The Dask executor of --dask-scheduler, or None (the stages' own local worker processes)."""
+    if not getattr(args, "dask_scheduler", None):
+        yield None
+        return
+    from .parallel import DaskExecutor
+    executor = DaskExecutor(args.dask_scheduler)
+    try:
+        yield executor
+    finally:
+        executor.shutdown()
+
+
 def cmd_stage(args):
     from . import pipeline as P
     cfg, run_dir = _run_config(args)
-    progress = not args.no_progress
+    with _dask(args) as executor:
+        _run_stages(args, P, cfg, run_dir, not args.no_progress, executor)
+    print(f"done: {args.command} ({cfg.env}, profile {cfg.profile}) in {run_dir}", file=sys.stderr)
+
+
+def _run_stages(args, P, cfg, run_dir, progress, executor):
     stages = {"collect": [P.stage_collect], "train-vae": [P.stage_vae], "train-mdnrnn": [P.stage_mdnrnn],
               "train-controller": [P.stage_controller],
               "iterate": [P.stage_iterate],
@@ -77,9 +112,10 @@ def cmd_stage(args):
         kwargs = {"progress": progress}
         if stage in (P.stage_vae, P.stage_mdnrnn, P.stage_controller, P.stage_iterate):
             kwargs["device"] = args.device
+        if stage in (P.stage_collect, P.stage_controller, P.stage_iterate, P.stage_evaluate):
+            kwargs["executor"] = executor
         with P.timed(run_dir, stage.__name__.removeprefix("stage_")):
             stage(cfg, run_dir, **kwargs)
-    print(f"done: {args.command} ({cfg.env}, profile {cfg.profile}) in {run_dir}", file=sys.stderr)
 
 
 def cmd_evaluate(args):
@@ -91,8 +127,9 @@ def cmd_evaluate(args):
     _positive("--episodes", args.episodes)
     if args.max_steps is not None:
         _positive("--max-steps", args.max_steps)
-    res = evaluate(args.env, weights, args.episodes, args.seed, args.max_steps, args.workers,
-                   progress=not args.no_progress)
+    with _dask(args) as executor:
+        res = evaluate(args.env, weights, args.episodes, args.seed, args.max_steps, args.workers, executor,
+                       progress=not args.no_progress)
     if args.json:
         print(json.dumps(res))
     else:
@@ -105,8 +142,9 @@ def cmd_dream_check(args):
     _positive("--episodes", args.episodes)
     if not args.tau > 0:
         raise WMError(f"--tau must be > 0, got {args.tau}; the paper used 1.15")
-    res = dream_check(args.weights, args.episodes, args.tau, args.seed, args.max_steps, args.workers,
-                      pick_device(args.device), progress=not args.no_progress)
+    with _dask(args) as executor:
+        res = dream_check(args.weights, args.episodes, args.tau, args.seed, args.max_steps, args.workers,
+                          pick_device(args.device), progress=not args.no_progress, executor=executor)
     print(dream_check_markdown(res))
     if args.json:
         print(json.dumps(res))
@@ -121,8 +159,9 @@ def cmd_tau_sweep(args):
     _positive("--episodes", args.episodes)
     cfg = get_config("doom", args.profile, args.seed)
     out = Path(args.out) if args.out else Path(args.weights) / "tau_sweep"
-    res = tau_sweep(Path(args.weights), taus, cfg, out, args.episodes, args.seed, pick_device(args.device),
-                    args.workers, log_err, not args.no_progress)
+    with _dask(args) as executor:
+        res = tau_sweep(Path(args.weights), taus, cfg, out, args.episodes, args.seed, pick_device(args.device),
+                        args.workers, log_err, not args.no_progress, executor)
     print(res["markdown"])
     if args.json:
         print(json.dumps({k: v for k, v in res.items() if k != "markdown"}))
@@ -146,7 +185,8 @@ def cmd_ablation(args):
         cfg.cmaes.workers = _positive("--workers", args.workers, allow_zero=True)
     out = Path(args.out) if args.out else Path(args.weights) / "ablation"
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    res = ablation(Path(args.weights), cfg, out, args.episodes, kinds, log_err, not args.no_progress)
+    with _dask(args) as executor:
+        res = ablation(Path(args.weights), cfg, out, args.episodes, kinds, log_err, not args.no_progress, executor)
     print(res["markdown"])
     if args.json:
         print(json.dumps({k: v for k, v in res.items() if k != "markdown"}))
@@ -155,9 +195,14 @@ def cmd_ablation(args):
 def cmd_export(args):
     from .export import export
     _positive("--episodes", args.episodes)
-    card = export(args.run_dir, args.out, args.env, args.episodes, args.seed,
-                  command=args.command_line, workers=args.workers, progress=not args.no_progress)
+    with _dask(args) as executor:
+        card = export(args.run_dir, args.out, args.env, args.episodes, args.seed, command=args.command_line,
+                      workers=args.workers, progress=not args.no_progress, executor=executor)
     print(json.dumps(card["score"]))
+
+
+DASK_HELP = ("run the parallel work (real-game rollouts, collection) on the Dask cluster of this scheduler, "
+             "e.g. tcp://10.0.0.5:8786, instead of local processes")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--run-dir", type=Path, default=None, help="default: runs/ENV-PROFILE")
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--workers", type=int, default=None, help="worker processes (default: the profile's)")
+        q.add_argument("--dask-scheduler", default=None, metavar="ADDRESS", help=DASK_HELP)
         q.add_argument("--device", default=None, help="torch device for V and M (default: cuda if available)")
         q.add_argument("--no-progress", action="store_true", help="no progress bars")
         if name in ("collect", "run"):
@@ -209,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--max-steps", type=int, default=None)
     q.add_argument("--workers", type=int, default=None)
+    q.add_argument("--dask-scheduler", default=None, metavar="ADDRESS", help=DASK_HELP)
     q.add_argument("--json", action="store_true", help="last line of stdout: one JSON object")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=cmd_evaluate)
@@ -220,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--episodes", type=int, default=100)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--workers", type=int, default=None)
+    q.add_argument("--dask-scheduler", default=None, metavar="ADDRESS", help=DASK_HELP)
     q.add_argument("--command-line", default=None, help="the command that trained the run, for the card")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=cmd_export)
@@ -231,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--max-steps", type=int, default=2100)
     q.add_argument("--workers", type=int, default=None)
+    q.add_argument("--dask-scheduler", default=None, metavar="ADDRESS", help=DASK_HELP)
     q.add_argument("--device", default=None)
     q.add_argument("--json", action="store_true")
     q.add_argument("--no-progress", action="store_true")
@@ -244,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--out", default=None, help="default: WEIGHTS/tau_sweep")
     q.add_argument("--workers", type=int, default=None)
+    q.add_argument("--dask-scheduler", default=None, metavar="ADDRESS", help=DASK_HELP)
     q.add_argument("--device", default=None)
     q.add_argument("--json", action="store_true")
     q.add_argument("--no-progress", action="store_true")
@@ -258,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--out", default=None, help="default: WEIGHTS/ablation")
     q.add_argument("--workers", type=int, default=None)
+    q.add_argument("--dask-scheduler", default=None, metavar="ADDRESS", help=DASK_HELP)
     q.add_argument("--json", action="store_true")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=cmd_ablation)
@@ -267,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_numbers(args)
         args.func(args)
     except WMError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import read_json, save_model, save_npz, write_json
+from .checkpoint import atomic_path, read_json, save_model, save_npz, write_json
 from .controller import Controller, ControllerConfig
-from .errors import WMError
+from .errors import WMError, check_types
 
 
 @dataclass
@@ -36,6 +36,9 @@ class CMAESConfig:
     eval_episodes: int = 1024
     where: str = "real"  # "real": rollouts in the game; "dream": inside M (Doom)
 
+    def __post_init__(self):
+        check_types(self)
+
 
 def make_es(n_params: int, cfg: CMAESConfig, seed: int):
     import cma  # imported here: it pulls in scipy, seconds that every other command would pay
@@ -49,6 +52,22 @@ def make_es(n_params: int, cfg: CMAESConfig, seed: int):
 def fitness_of(returns: np.ndarray, solutions: np.ndarray, weight_decay: float) -> np.ndarray:
     """returns (pop, rollouts) -> fitness (pop,) to maximise."""
     return returns.mean(axis=1) - weight_decay * np.mean(np.asarray(solutions) ** 2, axis=1)
+
+
+def _truncate_log(log_path: Path, generations: int) -> None:
+    """Keep the log's lines of generations 1..generations (those in state.npz) and drop the rest: the line
+    of a generation that a kill interrupted after its log line, or cut short while it was written."""
+    lines = log_path.read_text().splitlines()
+    keep = []
+    for line in lines:
+        try:
+            if json.loads(line)["generation"] <= generations:
+                keep.append(line)
+        except (ValueError, KeyError, TypeError):
+            pass
+    if keep != lines:
+        with atomic_path(log_path) as tmp:
+            tmp.write_text("".join(line + "\n" for line in keep))
 
 
 def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: CMAESConfig, out_dir: Path,
@@ -94,6 +113,8 @@ def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: C
             log(f"resumed CMA-ES after generation {len(fitness)}")
 
     log_path = state_dir / "log.jsonl"
+    if log_path.exists():
+        _truncate_log(log_path, len(fitness))
     ran = len(fitness) < cfg.generations  # new generations to play (else a pure replay)
     for g in range(len(fitness), cfg.generations):
         t0 = time.monotonic()
@@ -113,10 +134,12 @@ def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: C
                   "seconds": round(time.monotonic() - t0, 2)}
         if evaluate_mean is not None and cfg.eval_every and (g + 1) % cfg.eval_every == 0:
             record["eval_mean"], record["eval_std"] = evaluate_mean(es.result.xfavorite)
+        # The log line before the state: a kill between the two then leaves a line too many, which the
+        # resumed run drops (_truncate_log) and writes again, rather than a generation missing from the log.
+        with open(log_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
         save_npz(state_path, fitness=fitness, returns=returns_hist, checksum=checksums)
         save_model(controller, out_dir, "controller", env, extra=record)
-        with open(log_path, "a") as f:  # a log line lost in a crash is harmless: state.npz is the truth
-            f.write(json.dumps(record) + "\n")
         log(f"generation {g + 1}/{cfg.generations}: fitness mean {record['mean_fitness']:.1f}, best "
             f"{record['best_fitness']:.1f}, sigma {record['sigma']:.4f} ({record['seconds']} s)")
     if len(fitness):

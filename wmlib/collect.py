@@ -10,15 +10,16 @@ space, reward float32 (T,), done bool (T,) (true only on the last step of an epi
 not one the time limit cut), plus scalars seed and policy.
 """
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .checkpoint import save_npz
-from .envs import cached_env as _cached_env, check_env_name, make_env
+from .envs import cached_env as _cached_env, check_env_name
 from .errors import WMError
-from .parallel import make_executor, run_tasks
+from .parallel import local_weights, make_executor, run_tasks, ship_weights
 from .policies import POLICIES, make_policy
 
 EPISODE_GLOB = "ep_*.npz"
@@ -48,10 +49,12 @@ def run_episode(env, policy, seed: int, max_steps: int) -> dict:
             "done": np.asarray(dones, bool)}
 
 
-def collect_episode(task: tuple) -> int:
-    """Worker: play and write one episode; returns its length."""
+def collect_episode(task: tuple):
+    """Worker: play one episode and write it to `directory`; returns its length. With no directory (a
+    worker that cannot see this machine's disk) it returns the episode's arrays instead."""
     env_name, directory, index, seed, policy_name, max_steps, min_length, weights, noise = task
     env = _cached_env(env_name, max_steps)
+    weights = None if weights is None else local_weights(weights)
     for attempt in range(1000):
         s = episode_seed(seed, index, attempt)
         ep = run_episode(env, make_policy(policy_name, env_name, s, weights, noise), s, max_steps)
@@ -59,15 +62,21 @@ def collect_episode(task: tuple) -> int:
             break
     else:
         raise RuntimeError(f"no episode longer than {min_length} steps in 1000 attempts")
-    save_npz(episode_path(directory, index), seed=np.int64(s), policy=np.str_(policy_name), **ep)
+    ep.update(seed=np.int64(s), policy=np.str_(policy_name))
+    if directory is None:
+        return ep
+    save_npz(episode_path(directory, index), **ep)
     return len(ep["obs"])
 
 
 def clean_partial_files(directory: Path) -> int:
-    """Remove temporary files a killed writer left behind."""
+    """Remove temporary files (and folders: series/.packed.tmp) a killed writer left behind."""
     n = 0
     for p in Path(directory).glob(".*.tmp"):
-        p.unlink(missing_ok=True)
+        if p.is_dir():  # unlink() would raise IsADirectoryError and stop the rerun that should clean up
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
         n += 1
     return n
 
@@ -88,13 +97,17 @@ def collect(env: str, directory: Path, episodes: int, seed: int = 0, policy: str
     todo = [i for i in range(episodes) if not episode_path(directory, i).exists()]
     if policy == "agent" and weights is None:
         raise WMError("the 'agent' data policy needs a weights directory with a trained V, M and C")
-    tasks = [(env, str(directory), i, seed, policy, max_steps, min_length, None if weights is None else str(weights),
-              noise) for i in todo]
-    own = executor is None and len(tasks) > 1
-    ex = make_executor(min(len(tasks), workers if workers is not None else (os.cpu_count() or 1))) if own else executor
+    own = executor is None and len(todo) > 1
+    ex = make_executor(min(len(todo), workers if workers is not None else (os.cpu_count() or 1))) if own else executor
+    remote = getattr(ex, "remote", False)  # its workers send the episodes back, written here
+    if weights is not None:
+        weights = ship_weights(ex, weights) if todo else None
+    tasks = [(env, None if remote else str(directory), i, seed, policy, max_steps, min_length, weights, noise)
+             for i in todo]
     try:
-        for _ in run_tasks(collect_episode, tasks, ex, desc=f"collect {env}", progress=progress):
-            pass
+        for i, result in run_tasks(collect_episode, tasks, ex, desc=f"collect {env}", progress=progress):
+            if remote:
+                save_npz(episode_path(directory, todo[i]), **result)
     finally:
         if own and ex is not None:
             ex.shutdown(cancel_futures=True)
@@ -122,4 +135,14 @@ def load_episode(path: Path, keys=("obs", "action", "reward", "done")) -> dict:
     if "obs" in ep and (ep["obs"].dtype != np.uint8 or ep["obs"].ndim != 4 or ep["obs"].shape[1:] != (64, 64, 3)):
         raise WMError(f"episode file {path} holds frames of shape {ep['obs'].shape} {ep['obs'].dtype}, expected "
                       "uint8 (T, 64, 64, 3); it was not written by wmlib collect: remove it")
+    # Cheap checks that stop damage here rather than as a broadcast error or a silently NaN loss in training.
+    lengths = {k: len(a) if a.ndim else None for k, a in ep.items()}
+    if len(set(lengths.values())) > 1 or not all(lengths.values()):
+        raise WMError(f"{path} holds arrays of lengths {lengths}, but every array of an episode needs the same "
+                      "number (>= 1) of steps; the file is damaged or not wmlib's: delete it and rerun the command "
+                      "that wrote it (it re-creates exactly the missing files)")
+    bad = [k for k, a in ep.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
+    if bad:
+        raise WMError(f"{path} holds NaN or infinite values in {', '.join(bad)}; delete it and rerun the command "
+                      "that wrote it (it re-creates exactly the missing files)")
     return ep

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .errors import check_types
+
 KINDS = ("zh", "z", "z_hidden", "zch")
 
 
@@ -26,6 +28,7 @@ class ControllerConfig:
     hidden_units: int = 40  # only for "z_hidden"
 
     def __post_init__(self):
+        check_types(self)
         if self.kind not in KINDS:
             raise ValueError(f"unknown controller kind {self.kind!r}; choose one of {', '.join(KINDS)}")
 

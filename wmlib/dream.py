@@ -26,7 +26,7 @@ from gymnasium.vector.utils import batch_space
 
 from .checkpoint import load_model, read_json
 from .controller import Controller, ControllerConfig, batched_controller  # noqa: F401
-from .errors import WMError
+from .errors import WMError, check_types
 from .mdnrnn import MDNRNN, MDNRNNConfig, sample_next_z
 from .vae import ConvVAE, VAEConfig, tensor_to_frames
 
@@ -40,6 +40,9 @@ class DreamConfig:
     tau: float = 1.15  # the paper's best transfer (its table: 0.1 to 1.3)
     done_mode: str = "threshold"  # episode ends when p(done) > 0.5; "bernoulli" samples it
     max_steps: int = 2100
+
+    def __post_init__(self):
+        check_types(self)
 
 
 class DreamModel:
@@ -72,6 +75,9 @@ class DreamModel:
         if mu.ndim != 2 or mu.shape[1] != self.mdnrnn.config.z_size or mu.shape != logvar.shape or len(mu) == 0:
             raise WMError(f"{init} holds first frames of shape {mu.shape}, but M expects z of size "
                           f"{self.mdnrnn.config.z_size}; it belongs to another V: rewrite it with train-mdnrnn")
+        if not (np.isfinite(mu).all() and np.isfinite(logvar).all()):  # every dream would start from NaN
+            raise WMError(f"{init} holds NaN or infinite first frames (V had diverged when it encoded them); retrain "
+                          "V, then rerun `python -m wmlib train-mdnrnn` to rewrite it")
         self.init_mu = torch.as_tensor(mu, dtype=torch.float32, device=self.device)
         self.init_logvar = torch.as_tensor(logvar, dtype=torch.float32, device=self.device)
         self.obs_kind = obs or DEFAULT_OBS.get(env, "zh")
@@ -128,8 +134,8 @@ def _check_args(tau, done_mode, max_steps):
                       "(0.1 to 1.3 in its table)")
     if done_mode not in DONE_MODES:
         raise WMError(f"done_mode must be one of {', '.join(DONE_MODES)}, got {done_mode!r}")
-    if int(max_steps) < 1:
-        raise WMError(f"max_steps must be at least 1, got {max_steps}")
+    if not (isinstance(max_steps, (int, np.integer)) and max_steps >= 1):
+        raise WMError(f"max_steps must be a whole number >= 1, got {max_steps!r}; the paper capped Doom at 2100")
 
 
 class DreamEnv(gym.Env):
@@ -276,6 +282,16 @@ def dream_returns(model: DreamModel, controller: ControllerConfig, solutions, ro
     of every candidate starts from the same recorded frame (common random numbers).
     """
     _check_args(tau, done_mode, max_steps)
+    n_params = Controller(controller).num_params  # checked once here, not in every step's batched_controller
+    if controller.input_size != model.obs_size or controller.action_size != model.action_size:
+        raise WMError(f"a {controller.kind!r} controller reads {controller.input_size} inputs and makes "
+                      f"{controller.action_size} actions, but this dream gives {model.obs_size} and takes "
+                      f"{model.action_size}; build it with z_size={model.z_size}, rnn_hidden="
+                      f"{model.mdnrnn.config.hidden_size}, action_size={model.action_size} and a kind that reads "
+                      f"{model.obs_kind!r}")
+    if np.ndim(solutions) != 2 or np.shape(solutions)[1] != n_params:
+        raise WMError(f"solutions must have shape (population, {n_params}) for this controller, got "
+                      f"{np.shape(solutions)}")
     dev = model.device
     params = torch.as_tensor(np.asarray(solutions), dtype=torch.float32, device=dev)
     pop = params.shape[0]

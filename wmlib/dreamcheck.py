@@ -76,12 +76,13 @@ def real_policy_episode(task) -> tuple[float, int]:
 
 
 def dream_check(weights, episodes: int = 100, tau: float = 1.15, seed: int = 0, max_steps: int = 2100,
-                workers: int | None = None, device="cpu", policies=POLICIES, progress=True) -> dict:
+                workers: int | None = None, device="cpu", policies=POLICIES, progress=True, executor=None) -> dict:
     model = DreamModel(weights, "doom", device)
     controller = ControllerConfig(kind=model.obs_kind if model.obs_kind != "z" else "z",
                                   z_size=model.z_size, rnn_hidden=model.mdnrnn.config.hidden_size, action_size=1)
     rows = {}
-    ex = make_executor(workers) if resolve_workers(workers) > 1 else None
+    own = executor is None and resolve_workers(workers) > 1
+    ex = make_executor(workers) if own else executor
     try:
         for k, policy in enumerate(policies):
             dream = dream_survival(model, policy, episodes, tau, seed + k, max_steps, controller)
@@ -99,7 +100,7 @@ def dream_check(weights, episodes: int = 100, tau: float = 1.15, seed: int = 0, 
                             "dream_capped": float((dream >= max_steps).mean()),
                             "real_mean": float(real.mean()), "real_std": float(real.std())}
     finally:
-        if ex is not None:
+        if own and ex is not None:
             ex.shutdown(cancel_futures=True)
     return {"weights": str(weights), "tau": tau, "episodes": episodes, "max_steps": max_steps, "policies": rows}
 

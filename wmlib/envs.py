@@ -12,6 +12,7 @@ Both wrappers turn observations into 64x64x3 uint8 frames and take the controlle
 """
 import atexit
 import multiprocessing.util
+import threading
 import weakref
 
 import numpy as np
@@ -141,8 +142,9 @@ _ENV_CACHE: dict = {}
 
 
 def cached_env(name: str, max_steps: int | None, index: int = 0) -> gym.Env:
-    """This process's `index`-th env of this kind (a worker keeps its envs between tasks)."""
-    key = (name, max_steps, index)
+    """This thread's `index`-th env of this kind (a worker keeps its envs between tasks; a Dask worker
+    may run several tasks at once, in threads, and two episodes must never share an env)."""
+    key = (name, max_steps, index, threading.get_ident())
     if key not in _ENV_CACHE:
         _ENV_CACHE[key] = make_env(name, max_steps=max_steps)
     return _ENV_CACHE[key]

@@ -7,3 +7,28 @@ every message must say what was wrong *and* what to do about it.
 
 class WMError(Exception):
     """A user-facing error whose message names the problem and the fix."""
+
+
+def check_types(config) -> None:
+    """Raise ValueError if a field of a config dataclass holds a value of the wrong type.
+
+    Dataclasses do not check types, and a string where a number belongs ("32" from a hand-edited
+    JSON file) would otherwise fail far away, inside torch or numpy. Fields typed int, float, bool,
+    str (or one of them | None) are checked; numpy numbers count as numbers.
+    """
+    import dataclasses
+    import numbers
+    import types
+    import typing
+
+    accept = {int: numbers.Integral, float: numbers.Real, bool: numbers.Integral, str: str, type(None): type(None)}
+    for f in dataclasses.fields(config):
+        kinds = typing.get_args(f.type) if isinstance(f.type, types.UnionType) else (f.type,)
+        if not all(k in accept for k in kinds):
+            continue  # a nested config or another type: not ours to check here
+        value = getattr(config, f.name)
+        if not isinstance(value, tuple(accept[k] for k in kinds)):
+            want = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
+            example = "" if f.default is dataclasses.MISSING else f" (the default is {f.name}={f.default!r})"
+            raise ValueError(f"{type(config).__name__}.{f.name} must be {want}, got {value!r} of type "
+                             f"{type(value).__name__}; use a value of type {want}{example}")

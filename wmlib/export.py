@@ -3,7 +3,6 @@
 The card records how the weights were made (command, commit, seed, data size, training time per
 stage, machine) and the score measured on the *stored* fp16 weights, not on the run's fp32 ones.
 """
-import json
 import os
 import platform
 import subprocess
@@ -34,21 +33,30 @@ def machine() -> str:
 
 
 def export(run_dir: Path, out: Path, env: str, episodes: int = 100, seed: int = 0, command: str | None = None,
-           workers=None, progress=True, extra: dict | None = None) -> dict:
+           workers=None, progress=True, extra: dict | None = None, executor=None) -> dict:
     run_dir, out = Path(run_dir), Path(out)
     if not (run_dir / "run.json").exists():
         raise WMError(f"{run_dir} is not a wmlib run directory (no run.json); pass the --run-dir of a finished run")
     run = read_json(run_dir / "run.json")
-    if run["env"] != env:
-        raise WMError(f"{run_dir} is a {run['env']} run, not {env}")
-    for name, cls, cfg_cls in (("vae", ConvVAE, VAEConfig), ("mdnrnn", MDNRNN, MDNRNNConfig),
-                               ("controller", Controller, ControllerConfig)):
-        model, meta = load_model(cls, cfg_cls, run_dir, name, env)
+    if run.get("env") != env:
+        raise WMError(f"{run_dir} is a {run.get('env')} run, not {env}; pass --env {run.get('env')} or the run "
+                      f"directory of a {env} run")
+    # Everything is read (and checked) before anything is written: a bad input leaves no half export in out.
+    models = [(name, *load_model(cls, cfg_cls, run_dir, name, env))
+              for name, cls, cfg_cls in (("vae", ConvVAE, VAEConfig), ("mdnrnn", MDNRNN, MDNRNNConfig),
+                                         ("controller", Controller, ControllerConfig))]
+    init = run_dir / "initial_z.npz"
+    try:
+        with np.load(init, allow_pickle=False) as f:
+            mu, logvar = f["mu"].astype(np.float32), f["logvar"].astype(np.float32)
+    except Exception as e:
+        raise WMError(f"cannot read {init} ({type(e).__name__}: {e}); rerun `python -m wmlib train-mdnrnn` for "
+                      f"{run_dir}, which writes it") from e
+    for name, model, meta in models:
         keep = {k: v for k, v in meta.items() if k not in ("format", "model", "env", "config", "history")}
         save_model(model, out, name, env, extra=keep, dtype=torch.float16)
-    with np.load(run_dir / "initial_z.npz", allow_pickle=False) as f:
-        save_npz(out / "initial_z.npz", mu=f["mu"].astype(np.float32), logvar=f["logvar"].astype(np.float32))
-    score = evaluate(env, out, episodes, seed, None, workers, progress=progress)
+    save_npz(out / "initial_z.npz", mu=mu, logvar=logvar)
+    score = evaluate(env, out, episodes, seed, None, workers, executor, progress)
     episodes_dir = run_dir / "episodes"
     card = {
         "env": env, "command": command, "commit": git_commit(), "seed": run["seed"], "profile": run["profile"],

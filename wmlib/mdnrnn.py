@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .errors import check_types
+
 
 @dataclass
 class MDNRNNConfig:
@@ -27,6 +29,9 @@ class MDNRNNConfig:
     restart_input: bool = False  # Doom: an input flag set on an episode's first step
     done_head: bool = False  # Doom: also predict whether the episode ends
     done_weight: float = 10.0  # weight of done (positive) frames in the done loss
+
+    def __post_init__(self):
+        check_types(self)
 
     @property
     def input_size(self) -> int:
@@ -57,9 +62,11 @@ class MDNRNN(nn.Module):
     def make_input(self, z: torch.Tensor, action: torch.Tensor, restart: torch.Tensor | None = None) -> torch.Tensor:
         """Concatenate [z, a(, restart)] along the last axis; shapes (..., z), (..., A), (...)."""
         c = self.config
-        if z.shape[-1] != c.z_size or action.shape[-1] != c.action_size:
-            raise ValueError(f"MDNRNN expects z (..., {c.z_size}) and action (..., {c.action_size}), "
-                             f"got {tuple(z.shape)} and {tuple(action.shape)}")
+        if z.shape[-1] != c.z_size or action.shape[-1] != c.action_size or z.shape[:-1] != action.shape[:-1]:
+            raise ValueError(f"MDNRNN expects z (..., {c.z_size}) and action (..., {c.action_size}) with the same "
+                             f"leading (batch, time) shape, got {tuple(z.shape)} and {tuple(action.shape)}")
+        if not z.is_floating_point():
+            raise ValueError(f"MDNRNN expects float z, got {z.dtype}; pass z as float32 (e.g. z.float())")
         parts = [z, action.to(z.dtype)]
         if c.restart_input:
             if restart is None:
@@ -69,6 +76,9 @@ class MDNRNN(nn.Module):
 
     def forward(self, z, action, restart=None, state=None) -> MDNOutput:
         """z: (B, T, z), action: (B, T, A), restart: (B, T) or None."""
+        if z.dim() != 3:
+            raise ValueError(f"MDNRNN.forward expects sequences z (B, T, {self.config.z_size}), got {tuple(z.shape)}; "
+                             "for a single time step use MDNRNN.step with z (B, z)")
         x = self.make_input(z, action, restart)
         hidden, state = self.lstm(x, state)  # hidden: (B, T, H)
         B, T, _ = hidden.shape
@@ -82,6 +92,9 @@ class MDNRNN(nn.Module):
 
     def step(self, z, action, restart=None, state=None) -> MDNOutput:
         """One time step for a batch: z (B, z), action (B, A) -> outputs with T = 1."""
+        if z.dim() != 2:
+            raise ValueError(f"MDNRNN.step expects one step for a batch, z (B, {self.config.z_size}), got "
+                             f"{tuple(z.shape)}; for sequences (B, T, z) use MDNRNN.forward")
         return self.forward(z.unsqueeze(1), action.unsqueeze(1),
                             None if restart is None else restart.unsqueeze(1), state)
 
@@ -122,8 +135,8 @@ def sample_next_z(logpi, mu, logsigma, tau: float = 1.0, generator: torch.Genera
     tau -> 0 picks the most likely component and returns its mean; tau = 1 samples the model as
     trained; tau > 1 makes rare components (fireballs, sharp turns) more likely and noisier.
     """
-    if not tau > 0:
-        raise ValueError(f"temperature tau must be > 0, got {tau}; use a small value such as 0.01 "
+    if not 0 < tau < math.inf:  # nan fails both comparisons; inf would draw infinite z
+        raise ValueError(f"temperature tau must be a finite number > 0, got {tau}; use a small value such as 0.01 "
                          "for a near-deterministic dream")
     probs = F.softmax(logpi / tau, dim=-1)
     flat = probs.reshape(-1, probs.shape[-1])

@@ -22,7 +22,7 @@ import numpy as np
 
 from .checkpoint import load_model, read_json, write_json
 from .cmaes import train_cmaes
-from .collect import collect
+from .collect import clean_partial_files, collect
 from .envs import check_env_name
 from .errors import WMError
 from .parallel import make_executor, resolve_workers
@@ -63,7 +63,13 @@ def open_run(run_dir: Path, cfg: RunConfig) -> RunConfig:
                 raise WMError(f"run directory {run_dir} was made with {key}={old.get(key)!r}, not "
                               f"{getattr(cfg, key)!r}; pass the same --env/--profile/--seed to continue it, "
                               "or choose another --run-dir")
+        # Every file is written under a temporary name and renamed into place, so a kill -9 leaves the
+        # temporary file behind: episodes/ and series/ are cleaned by their stages, the rest here.
+        for d in (run_dir, *run_dir.glob("cmaes*")):
+            clean_partial_files(d)
         return cfg
+    for p in run_dir.glob(".run.json.*.tmp"):  # a kill while the first command wrote run.json
+        p.unlink(missing_ok=True)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise WMError(f"{run_dir} exists and is not a wmlib run directory (no run.json); choose an empty or new "
                       "--run-dir")
@@ -147,7 +153,7 @@ def stage_evaluate(cfg: RunConfig, run_dir: Path, progress=True, executor=None) 
     return res
 
 
-def stage_iterate(cfg: RunConfig, run_dir: Path, progress=True, device=None):
+def stage_iterate(cfg: RunConfig, run_dir: Path, progress=True, device=None, executor=None):
     """Rounds of the iterative procedure: new data from the agent, more M training, C again in the dream."""
     import dataclasses
     it = cfg.iterate
@@ -159,7 +165,7 @@ def stage_iterate(cfg: RunConfig, run_dir: Path, progress=True, device=None):
         log_err(f"[iterate {k}/{it.iterations}] {it.episodes} episodes with the current agent (noise {it.noise})")
         # min_length 0: the agent's quick deaths are kept, they are what M most needs to learn from
         collect(cfg.env, run_dir / "episodes", episodes, cfg.seed, "agent", cfg.collect.max_steps,
-                0, cfg.collect.workers, progress=progress, weights=str(run_dir), noise=it.noise)
+                0, cfg.collect.workers, executor=executor, progress=progress, weights=str(run_dir), noise=it.noise)
         packed = stage_series(cfg, run_dir, device, progress)
         train = dataclasses.replace(cfg.mdnrnn_train, steps=cfg.mdnrnn_train.steps + k * it.mdnrnn_steps)
         log_err(f"[iterate {k}/{it.iterations}] M on {episodes} episodes, to step {train.steps}")

@@ -13,7 +13,7 @@ from .cmaes import CMAESConfig
 from .controller import ControllerConfig
 from .dream import DreamConfig
 from .envs import check_env_name
-from .errors import WMError
+from .errors import WMError, check_types
 from .mdnrnn import MDNRNNConfig
 from .vae import VAEConfig
 
@@ -28,6 +28,9 @@ class CollectConfig:
     min_length: int = 0  # episodes this short or shorter are replaced (Doom: 100)
     workers: int | None = None  # None: one per CPU core
 
+    def __post_init__(self):
+        check_types(self)
+
 
 @dataclass
 class VAETrainConfig:
@@ -36,6 +39,9 @@ class VAETrainConfig:
     lr: float = 1e-4
     block_episodes: int = 16  # episodes decoded and shuffled together; bounds memory, not data size
     checkpoint_every_s: float = 60.0
+
+    def __post_init__(self):
+        check_types(self)
 
 
 @dataclass
@@ -49,6 +55,9 @@ class MDNTrainConfig:
     grad_clip: float = 1.0  # gradients clipped to [-1, 1] element-wise
     checkpoint_every_s: float = 60.0
 
+    def __post_init__(self):
+        check_types(self)
+
 
 @dataclass
 class IterateConfig:
@@ -57,6 +66,9 @@ class IterateConfig:
     episodes: int = 200  # new real episodes per iteration, played by the agent
     noise: float = 0.3  # std of Gaussian noise on the agent's actions while collecting
     mdnrnn_steps: int = 200  # more M training steps per iteration (continuing, on old + new data)
+
+    def __post_init__(self):
+        check_types(self)
 
 
 @dataclass
@@ -76,6 +88,9 @@ class RunConfig:
     eval_episodes: int = 100
     eval_max_steps: int | None = None  # None: the env's own cap
 
+    def __post_init__(self):
+        check_types(self)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -90,7 +105,8 @@ class RunConfig:
             args = {k: (nested[k](**v) if k in nested else v) for k, v in d.items() if k in kinds}
             return cls(**args)
         except (TypeError, ValueError) as e:
-            raise WMError(f"invalid run configuration ({e})") from e
+            raise WMError(f"invalid run configuration ({e}); correct that value in run.json, or start over in a "
+                          "new --run-dir") from e
 
 
 def _carracing(profile: str) -> RunConfig:
@@ -128,9 +144,11 @@ def _doom(profile: str) -> RunConfig:
                     controller=ControllerConfig(kind="zch", z_size=64, rnn_hidden=512, action_size=1))
     if profile == "smoke":
         cfg.collect = CollectConfig(episodes=4, max_steps=300, policy="held_random", min_length=100, workers=2)
-        cfg.vae_train = VAETrainConfig(epochs=1, batch_size=32, lr=1e-3, block_episodes=2)
+        # a training state after every block of V and every step of M (checkpoint_every_s=0): the run that
+        # tests/test_kill_anywhere.py kills then resumes V and M mid-way, not only from scratch
+        cfg.vae_train = VAETrainConfig(epochs=1, batch_size=32, lr=1e-3, block_episodes=2, checkpoint_every_s=0)
         cfg.mdnrnn_train = MDNTrainConfig(steps=10, batch_size=4, seq_len=32, lr=1e-3, min_lr=1e-5,
-                                          lr_decay=0.99999)
+                                          lr_decay=0.99999, checkpoint_every_s=0)
         cfg.cmaes = CMAESConfig(popsize=4, rollouts=2, generations=2, max_steps=100, workers=2, eval_every=0,
                                 where="dream")
         cfg.dream = DreamConfig(tau=1.15, max_steps=100)

@@ -5,7 +5,9 @@ CMA-ES rollouts use ([seed, generation, r, 1]), so the tracks an agent is evalua
 ones it was trained on. Workers keep their agent and env between tasks (loaded once per process and
 weights file), and receive only the controller's parameters with each task.
 """
+import numbers
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,8 @@ import numpy as np
 from .agent import Agent, load_agent
 from .envs import cached_env as _cached_env
 from .controller import Controller, ControllerConfig
-from .parallel import make_executor, run_tasks
+from .errors import WMError
+from .parallel import executor_workers, local_weights, make_executor, run_tasks, ship_weights
 
 
 def eval_seed(seed: int, episode: int) -> int:
@@ -57,18 +60,19 @@ def rollout(env, agent: Agent, seed: int, max_steps: int | None = None) -> tuple
     return float(totals[0]), int(steps[0])
 
 
-_AGENTS: dict = {}
+_AGENTS = threading.local()  # per thread: a Dask worker may run several tasks at once
 
 
-def _worker_agent(env_name: str, weights: str, controller_config: dict | None) -> Agent:
+def _worker_agent(env_name: str, weights, controller_config: dict | None) -> Agent:
+    """This worker's agent for these weights (a path, or a WeightsBundle shipped by a DaskExecutor)."""
+    weights = local_weights(weights)
     files = [Path(weights) / f for f in ("vae.safetensors", "mdnrnn.safetensors", "controller.safetensors")]
     key = (env_name, str(weights), repr(controller_config),
            tuple(os.path.getmtime(f) if f.exists() else 0 for f in files))
-    if key not in _AGENTS:
-        _AGENTS.clear()
+    if getattr(_AGENTS, "key", None) != key:
         controller = Controller(ControllerConfig(**controller_config)) if controller_config else None
-        _AGENTS[key] = load_agent(Path(weights), env_name, controller)
-    return _AGENTS[key]
+        _AGENTS.agent, _AGENTS.key = load_agent(Path(weights), env_name, controller), key
+    return _AGENTS.agent
 
 
 def rollout_task(task: tuple) -> list[tuple[float, int]]:
@@ -100,11 +104,7 @@ def run_rollouts(tasks: list, workers: int | None = None, executor=None, desc: s
     own = executor is None
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
     ex = make_executor(min(len(tasks), n_workers)) if own else executor
-    if not own and executor is not None:
-        n_workers = getattr(executor, "_max_workers", n_workers)
-    elif ex is None:
-        n_workers = 1
-    k = group_size(len(tasks), n_workers, envs_per_worker)
+    k = group_size(len(tasks), executor_workers(ex, n_workers), envs_per_worker)
     groups = []
     for start in range(len(tasks)):
         t = tasks[start]
@@ -113,9 +113,14 @@ def run_rollouts(tasks: list, workers: int | None = None, executor=None, desc: s
             groups[-1][1].append(start)
         else:
             groups.append((key, [start]))
-    batched = []
+    batched, shipped = [], {}
     for _, idx in groups:
         env_name, weights, ccfg, _, _, max_steps = tasks[idx[0]]
+        # Sent once per call (a CMA-ES generation), not per task; CMA-ES candidates need no C file.
+        names = ("vae", "mdnrnn") if ccfg else ("vae", "mdnrnn", "controller")
+        if (weights, names) not in shipped:
+            shipped[weights, names] = ship_weights(ex, weights, names)
+        weights = shipped[weights, names]
         params = None if tasks[idx[0]][3] is None else np.stack([np.asarray(tasks[i][3]) for i in idx])
         batched.append((env_name, weights, ccfg, params, [tasks[i][4] for i in idx], max_steps))
     try:
@@ -131,6 +136,8 @@ def run_rollouts(tasks: list, workers: int | None = None, executor=None, desc: s
 def evaluate(env: str, weights: Path, episodes: int, seed: int = 0, max_steps: int | None = None,
              workers: int | None = None, executor=None, progress: bool = True) -> dict:
     """Evaluate the agent stored in `weights` on `episodes` real episodes."""
+    if not isinstance(episodes, numbers.Integral) or episodes < 1:
+        raise WMError(f"evaluate needs at least 1 episode, got {episodes!r}; the paper scores over 100")
     load_agent(Path(weights), env)  # fail here, with a clear error, rather than in a worker
     tasks = [(env, str(weights), None, None, eval_seed(seed, i), max_steps) for i in range(episodes)]
     res = run_rollouts(tasks, workers, executor, desc=f"evaluate {env}", progress=progress)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import atomic_path, read_json, save_npz, write_json
+from .checkpoint import DISK_FULL_ERRNOS, disk_full_error, read_json, save_npz, write_json
 from .collect import clean_partial_files, list_episodes, load_episode
 from .errors import WMError
 from .vae import ConvVAE, frames_to_tensor
@@ -65,23 +65,35 @@ def pack_series(series_dir: Path) -> Path:
     meta = read_json(series_dir / "meta.json")
     if (packed / "meta.json").exists() and read_json(packed / "meta.json") == {**meta, "episodes": len(files)}:
         return packed
-    lengths = []
-    for f in files:
-        with np.load(f, allow_pickle=False) as d:
-            lengths.append(len(d["done"]))
-    lengths = np.asarray(lengths, np.int64)
+    lengths = np.asarray([len(load_episode(f, keys=("done",))["done"]) for f in files], np.int64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    total = int(lengths.sum())
     tmp = series_dir / ".packed.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    try:
+        first_mu, first_logvar = _write_packed(tmp, files, starts, lengths, {**meta, "episodes": len(files)})
+    except BaseException as e:  # a full disk, a damaged series file, Ctrl-C: no half-packed folder is left
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
+            raise disk_full_error(packed, e) from e
+        raise
+    # initial_z.npz before packed/: a complete packed/ is what makes a rerun skip packing, so a kill between
+    # the two must not leave a packed/ without its initial_z.npz
+    save_npz(series_dir.parent / "initial_z.npz", mu=first_mu, logvar=first_logvar)
+    shutil.rmtree(packed, ignore_errors=True)
+    tmp.rename(packed)
+    return packed
+
+
+def _write_packed(tmp: Path, files, starts, lengths, meta: dict):
+    """Write the packed arrays into tmp; returns the first frames' (mu, logvar)."""
     arrays = None
     first_mu, first_logvar = [], []
     for f, s, n in zip(files, starts, lengths):
         ep = load_episode(f, keys=("mu", "logvar", "action", "done"))
         if arrays is None:
             arrays = {k: np.lib.format.open_memmap(tmp / f"{k}.npy", mode="w+", dtype=ep[k].dtype,
-                                                   shape=(total,) + ep[k].shape[1:])
+                                                   shape=(int(lengths.sum()),) + ep[k].shape[1:])
                       for k in ("mu", "logvar", "action", "done")}
         for k in arrays:
             arrays[k][s:s + n] = ep[k]
@@ -92,11 +104,8 @@ def pack_series(series_dir: Path) -> Path:
     del arrays
     np.save(tmp / "starts.npy", starts)
     np.save(tmp / "lengths.npy", lengths)
-    write_json(tmp / "meta.json", {**meta, "episodes": len(files)})
-    shutil.rmtree(packed, ignore_errors=True)
-    tmp.rename(packed)
-    save_npz(series_dir.parent / "initial_z.npz", mu=np.stack(first_mu), logvar=np.stack(first_logvar))
-    return packed
+    write_json(tmp / "meta.json", meta)
+    return np.stack(first_mu), np.stack(first_logvar)
 
 
 def load_packed(packed: Path) -> dict:

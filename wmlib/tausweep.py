@@ -48,7 +48,7 @@ def link_shared(weights: Path, folder: Path, names=SHARED) -> None:
 
 
 def tau_sweep(weights: Path, taus: list[float], cfg: RunConfig, out: Path, episodes: int = 100, seed: int = 0,
-              device="cpu", workers=None, log=print, progress=True) -> dict:
+              device="cpu", workers=None, log=print, progress=True, executor=None) -> dict:
     weights, out = Path(weights), Path(out)
     DreamModel(weights, "doom", device)  # validates the weights before any work
     rows = []
@@ -68,7 +68,7 @@ def tau_sweep(weights: Path, taus: list[float], cfg: RunConfig, out: Path, episo
             cfg.controller, c, folder, "doom", seed, None, log, progress)
         virtual = dream_returns(model, cfg.controller, controller.get_flat()[None], episodes, tau,
                                 eval_seed(seed, 1), d.max_steps, d.done_mode)[0]
-        actual = evaluate("doom", folder, episodes, seed, None, workers, progress=progress)
+        actual = evaluate("doom", folder, episodes, seed, None, workers, executor, progress)
         row = {"tau": tau, "virtual_mean": float(virtual.mean()), "virtual_std": float(virtual.std()),
                "actual_mean": actual["mean"], "actual_std": actual["std"], "episodes": episodes}
         write_json(result_path, row)

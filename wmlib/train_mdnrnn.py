@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import load_torch_state, save_model, save_torch_state
+from .errors import WMError
 from .mdnrnn import MDNRNN, MDNRNNConfig, done_loss, mdn_nll
 from .profiles import MDNTrainConfig
 from .series import load_packed
@@ -71,24 +72,37 @@ def train_mdnrnn(packed_dir: Path, out_dir: Path, env: str, config: MDNRNNConfig
     out_dir = Path(out_dir)
     data = load_packed(packed_dir)
     if data["mu"].shape[1] != config.z_size:
-        from .errors import WMError
         raise WMError(f"the series in {packed_dir} have z of size {data['mu'].shape[1]}, but M expects "
                       f"{config.z_size}; they were encoded by another V: delete them and rerun")
+    if data["action"].ndim != 2 or data["action"].shape[1] != config.action_size:
+        raise WMError(f"the series in {packed_dir} have actions of shape {data['action'].shape[1:]}, but M expects "
+                      f"({config.action_size},); their episodes come from another env: collect this env's episodes "
+                      "into a new run directory")
     dev = pick_device(device)
     state_path = out_dir / "mdnrnn.train.pt"
+    # A saved state is read (and checked) before anything is built: a damaged one fails at once.
+    s = load_torch_state(state_path, ("model", "optimizer", "rng", "generator", "step", "history")) \
+        if state_path.exists() else None
     torch.manual_seed(seed)
     model = MDNRNN(config).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=train.lr)
+    # No optimizer for a finished M: torch's first one imports torch._dynamo (~2 s of CPU), which every rerun
+    # of a finished run (every restart of a killed one) would pay for nothing.
+    finished = s is not None and s.get("done") and isinstance(s["step"], int) and s["step"] >= train.steps
+    opt = None if finished else torch.optim.Adam(model.parameters(), lr=train.lr)
     rng = np.random.default_rng([seed, 7])
     gen = torch.Generator(device=dev).manual_seed(seed)
     step, history = 0, []
-    if state_path.exists():
-        s = load_torch_state(state_path)
-        model.load_state_dict(s["model"])
-        opt.load_state_dict(s["optimizer"])
-        rng.bit_generator.state = s["rng"]
-        gen.set_state(s["generator"])
-        step, history = s["step"], list(s["history"])
+    if s is not None:
+        try:
+            model.load_state_dict(s["model"])
+            if opt is not None:
+                opt.load_state_dict(s["optimizer"])
+            rng.bit_generator.state = s["rng"]
+            gen.set_state(s["generator"])
+            step, history = s["step"], list(s["history"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a torch file, but not M's training state
+            raise WMError(f"{state_path} is not the training state of this M ({type(e).__name__}: {e}); delete it "
+                          "to train M from scratch") from e
         if s.get("done") and step >= train.steps:
             log(f"M already trained ({step} steps); delete {state_path} to train again")
             return model.eval()

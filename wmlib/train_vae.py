@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from .checkpoint import load_torch_state, save_model, save_torch_state
 from .collect import list_episodes
 from .data import epoch_blocks, iterate_blocks
+from .errors import WMError
 from .profiles import VAETrainConfig
 from .vae import ConvVAE, VAEConfig, frames_to_tensor, vae_loss
 
@@ -32,18 +33,27 @@ def train_vae(episodes_dir: Path, out_dir: Path, env: str, config: VAEConfig, tr
     files = list_episodes(episodes_dir)
     dev = pick_device(device)
     state_path = out_dir / "vae.train.pt"
+    # A saved state is read (and checked) before anything is built: a damaged one fails at once.
+    s = load_torch_state(state_path, ("model", "optimizer", "generator", "epoch", "block", "step", "history")) \
+        if state_path.exists() else None
 
     torch.manual_seed(seed)
     model = ConvVAE(config).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=train.lr)
+    # No optimizer for a finished V: torch's first one imports torch._dynamo (~2 s of CPU), which every rerun
+    # of a finished run (every restart of a killed one) would pay for nothing.
+    opt = None if s is not None and s.get("done") else torch.optim.Adam(model.parameters(), lr=train.lr)
     gen = torch.Generator(device=dev).manual_seed(seed)
     epoch, block, step, history = 0, 0, 0, []
-    if state_path.exists():
-        s = load_torch_state(state_path)
-        model.load_state_dict(s["model"])
-        opt.load_state_dict(s["optimizer"])
-        gen.set_state(s["generator"])
-        epoch, block, step, history = s["epoch"], s["block"], s["step"], list(s["history"])
+    if s is not None:
+        try:
+            model.load_state_dict(s["model"])
+            if opt is not None:
+                opt.load_state_dict(s["optimizer"])
+            gen.set_state(s["generator"])
+            epoch, block, step, history = s["epoch"], s["block"], s["step"], list(s["history"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a torch file, but not V's training state
+            raise WMError(f"{state_path} is not the training state of this V ({type(e).__name__}: {e}); delete it "
+                          "to train V from scratch") from e
         if s.get("done"):
             log(f"V already trained ({step} steps); delete {state_path} to train again")
             return model.eval()

@@ -13,13 +13,17 @@ from typing import NamedTuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from .errors import check_types
 
 
 @dataclass
 class VAEConfig:
     z_size: int = 32  # 32 for CarRacing, 64 for Doom
     kl_tolerance: float = 0.5  # KL floor = kl_tolerance * z_size nats per sample
+
+    def __post_init__(self):
+        check_types(self)
 
 
 class VAEOutput(NamedTuple):
@@ -62,11 +66,18 @@ class ConvVAE(nn.Module):
         if x.dim() != 4 or tuple(x.shape[1:]) != (3, 64, 64):
             raise ValueError(f"ConvVAE.encode expects frames of shape (B, 3, 64, 64), got {tuple(x.shape)}; "
                              "convert uint8 (B, 64, 64, 3) frames with wmlib.vae.frames_to_tensor first")
+        if not x.is_floating_point():
+            raise ValueError(f"ConvVAE.encode expects float frames in [0, 1], got {x.dtype}; convert uint8 "
+                             "(B, 64, 64, 3) frames with wmlib.vae.frames_to_tensor first")
         h = self.encoder(x)
         return self.fc_mu(h), self.fc_logvar(h)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z: (B, z) -> frames (B, 3, 64, 64) in [0, 1]."""
+        if z.shape[-1] != self.config.z_size or not z.is_floating_point():
+            raise ValueError(f"ConvVAE.decode expects float latents of shape (B, {self.config.z_size}), got "
+                             f"{z.dtype} {tuple(z.shape)}; pass z from this V's encode (its z_size is "
+                             f"{self.config.z_size})")
         return self.decoder(self.fc_decode(z).view(-1, 1024, 1, 1))
 
     @staticmethod
