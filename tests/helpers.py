@@ -89,3 +89,11 @@ def kill_group_when(proc: subprocess.Popen, ready, timeout: float = 300) -> bool
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     raise AssertionError("job did not reach the kill point in time")
+
+
+def same_tensors(a: Path, b: Path) -> bool:
+    """Do two .safetensors files hold the same tensors (names, dtypes, values)?"""
+    import torch
+    from safetensors.torch import load_file
+    ta, tb = load_file(str(a)), load_file(str(b))
+    return ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)

@@ -18,13 +18,7 @@ from wmlib.pipeline import open_run
 from wmlib.profiles import get_config
 from wmlib.vae import ConvVAE
 
-from .helpers import ROOT, wmlib_cli
-
-
-def same_tensors(a: Path, b: Path) -> bool:
-    from safetensors.torch import load_file
-    ta, tb = load_file(str(a)), load_file(str(b))
-    return ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+from .helpers import ROOT, same_tensors, wmlib_cli
 
 
 def die_once(task):

@@ -1,20 +1,12 @@
 """kill -9 in the middle of V's and M's training, rerun the same job, and get the weights of an uninterrupted
 run. (tests/test_kill_anywhere.py kills the whole `run` in every stage, collection and CMA-ES included.)"""
 import sys
-from pathlib import Path
 
 import numpy as np
-import torch
-from safetensors.torch import load_file
 
 from wmlib.checkpoint import load_torch_state, save_npz, write_json
 
-from .helpers import ROOT, kill_group_when, start, write_synthetic_episodes
-
-
-def same_tensors(a: Path, b: Path) -> bool:
-    ta, tb = load_file(str(a)), load_file(str(b))
-    return ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+from .helpers import ROOT, kill_group_when, same_tensors, start, write_synthetic_episodes
 
 
 def _job(stage, data, out):
