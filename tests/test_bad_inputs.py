@@ -32,7 +32,7 @@ from wmlib.dream import DreamConfig, DreamEnv, DreamModel, DreamVectorEnv, dream
 from wmlib.envs import make_env
 from wmlib.errors import WMError
 from wmlib.mdnrnn import MDNRNN, MDNRNNConfig, sample_next_z
-from wmlib.profiles import MDNTrainConfig, RunConfig, VAETrainConfig, get_config
+from wmlib.profiles import CollectConfig, MDNTrainConfig, RunConfig, VAETrainConfig, get_config
 from wmlib.series import encode_series, pack_series
 from wmlib.train_mdnrnn import train_mdnrnn
 from wmlib.train_vae import train_vae
@@ -186,6 +186,8 @@ case("dream-check --tau -1", CLI, "--tau", "> 0")(
 for _taus in ["0.5,abc", "0", "", "nan,1", "-1", "1,inf"]:
     case(f"tau-sweep --taus {_taus!r}", CLI, "tau", "> 0" if _taus != "0.5,abc" else "comma-separated")(
         lambda w, a, taus=_taus: cli("tau-sweep", "--weights", link_tree(a.doom, w / "weights"), "--taus", taus))
+case("tau-sweep: CarRacing weights", CLI, "holds carracing weights", "trained with --env doom")(
+    lambda w, a: cli("tau-sweep", "--weights", link_tree(a.car, w / "weights"), "--taus", "1.0"))
 case("ablation --kinds z,zz", CLI, "unknown controller kinds", "z, z_hidden, zh")(
     lambda w, a: cli("ablation", "--weights", link_tree(a.car, w / "weights"), "--kinds", "z,zz"))
 case("ablation --generations 0", CLI, "--generations", ">= 1")(
@@ -213,7 +215,7 @@ case("evaluate: CarRacing weights as Doom's", CLI, "trained for env 'carracing'"
     lambda w, a: cli("evaluate", "--env", "doom", "--weights", link_tree(a.car, w / "weights")))
 case("dream-check: --weights does not exist", CLI, "does not exist", "pretrained/doom")(
     lambda w, a: cli("dream-check", "--weights", w / "nope"))
-case("dream-check: CarRacing weights", CLI, "trained for env 'carracing'", "doom")(
+case("dream-check: CarRacing weights", CLI, "holds carracing weights", "trained with --env doom")(
     lambda w, a: cli("dream-check", "--weights", link_tree(a.car, w / "weights")))
 case("dream-check: no initial_z.npz", CLI, "missing initial-z file", "train-mdnrnn")(
     lambda w, a: cli("dream-check", "--weights", link_tree(a.doom, w / "weights", skip=("initial_z.npz",))))
@@ -355,6 +357,15 @@ for _name, _make, _needles in [
     ("CMAESConfig(popsize='64')", lambda: CMAESConfig(popsize="64"), ("popsize must be int", "64")),
     ("VAETrainConfig(lr=None)", lambda: VAETrainConfig(lr=None), ("lr must be float", "0.0001")),
     ("MDNTrainConfig(steps=[10])", lambda: MDNTrainConfig(steps=[10]), ("steps must be int", "4000")),
+    # ... and of the wrong range
+    ("VAETrainConfig(block_episodes=0)", lambda: VAETrainConfig(block_episodes=0),
+     ("VAETrainConfig.block_episodes must be > 0", "block_episodes=16")),
+    ("MDNTrainConfig(lr=-1e-3)", lambda: MDNTrainConfig(lr=-1e-3), ("lr must be > 0", "lr=0.001")),
+    ("CMAESConfig(popsize=0)", lambda: CMAESConfig(popsize=0), ("popsize must be > 0", "popsize=64")),
+    ("CMAESConfig(sigma0=nan)", lambda: CMAESConfig(sigma0=float("nan")), ("sigma0 must be > 0", "finite")),
+    ("ControllerConfig(rnn_hidden=-256)", lambda: ControllerConfig(rnn_hidden=-256), ("rnn_hidden must be > 0",)),
+    ("CollectConfig(min_length=-1)", lambda: CollectConfig(min_length=-1), ("min_length must be >= 0", "min_length=0")),
+    ("DreamConfig(done_mode='coin')", lambda: DreamConfig(done_mode="coin"), ("done_mode", "threshold, bernoulli")),
 ]:
     case(_name, ValueError, *_needles)(lambda w, a, make=_make: make)
 case("RunConfig.from_dict: episodes '4'", WMError, "CollectConfig.episodes must be int", "run.json")(
@@ -430,6 +441,15 @@ def _(w, a):
 def _(w, a):
     save_model(Controller(dataclasses.replace(CAR_C, kind="z")), w / "other", "controller", "carracing")
     os.replace(w / "other" / "controller.safetensors", tiny_controller(w) / "controller.safetensors")
+    return load_c(w)
+
+
+@case("load_model: a pair torn by a kill between its two renames", WMError, "come from different saves",
+      "rerun the command that trained controller")
+def _(w, a):
+    old = (tiny_controller(w) / "controller.json").read_text()
+    tiny_controller(w, **{"net.bias": 0.5})  # a later save of the same C: same shapes, other weights
+    (w / "weights" / "controller.json").write_text(old)  # its .safetensors renamed into place, the .json not
     return load_c(w)
 
 
@@ -558,7 +578,7 @@ def with_weights(which: str, make, skip=()):
 
 case("Dream-v0: weights do not exist", WMError, "does not exist", "pretrained/doom")(
     lambda w, a: lambda: gym.make("wmlib/Dream-v0", weights=w / "nope"))
-case("Dream-v0: a CarRacing M in a Doom dream", WMError, "trained for env 'carracing'", "used for 'doom'")(
+case("Dream-v0: a CarRacing M in a Doom dream", WMError, "holds carracing weights", "done head", "--env doom")(
     with_weights("car", lambda p: gym.make("wmlib/Dream-v0", weights=p, env="doom")))
 
 

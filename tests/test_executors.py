@@ -13,7 +13,8 @@ import torch
 
 from wmlib.checkpoint import save_model
 from wmlib.mdnrnn import MDNRNN
-from wmlib.parallel import DaskExecutor, WeightsBundle, WorkerPool, bundle_weights, local_weights, run_tasks
+from wmlib.parallel import (DaskExecutor, WeightsBundle, WorkerPool, bundle_weights, local_weights, run_tasks,
+                            ship_weights)
 from wmlib.pipeline import open_run
 from wmlib.profiles import get_config
 from wmlib.vae import ConvVAE
@@ -50,6 +51,25 @@ def test_weights_bundle_unpacks_to_the_same_files(tmp_path):
     assert where != tmp_path and same_tensors(where / "vae.safetensors", tmp_path / "vae.safetensors")
     assert local_weights(bundle) == str(where)  # unpacked once
     assert local_weights(str(tmp_path)) == str(tmp_path)
+
+
+def test_ship_weights_reads_unchanged_files_once(tmp_path):
+    class Shipper:  # what ship_weights needs of a remote executor: a ship(bundle) method
+        def __init__(self):
+            self.shipped = []
+
+        def ship(self, bundle):
+            self.shipped.append(bundle)
+            return bundle.digest
+
+    cfg, ex = get_config("doom", "smoke"), Shipper()
+    torch.manual_seed(0)
+    save_model(ConvVAE(cfg.vae), tmp_path, "vae", "doom")
+    first, again = ship_weights(ex, tmp_path, ("vae",)), ship_weights(ex, tmp_path, ("vae",))
+    assert first == again and ex.shipped[0] is ex.shipped[1]  # the same bundle: the files were not read again
+    save_model(ConvVAE(cfg.vae), tmp_path, "vae", "doom")  # new weights (the generator moved on)
+    assert ship_weights(ex, tmp_path, ("vae",)) != first
+    assert ship_weights(None, tmp_path) == str(tmp_path)  # local executors get the path
 
 
 def untrained_doom_run(run_dir: Path) -> Path:

@@ -44,3 +44,70 @@ def test_book_run_dir_changes_with_the_sizes(monkeypatch, tmp_path):
     sizes = {**nb.BOOK_SIZES["carracing"]["smoke"], ("collect", "episodes"): cfg.collect.episodes + 1}
     monkeypatch.setitem(nb.BOOK_SIZES["carracing"], "smoke", sizes)
     assert book_run_config("carracing", "smoke")[1] != run
+
+
+def test_quote_glues_plain_numbers_without_display(monkeypatch):
+    import torch
+
+    from wmlib.notebook import quote
+
+    seen = {}
+
+    class FakeMystNb:
+        @staticmethod
+        def glue(name, value, display=True):
+            seen[name] = (value, display)
+
+    monkeypatch.setitem(sys.modules, "myst_nb", FakeMystNb)
+    assert quote("a", np.float32(0.5)) == 0.5 and type(seen["a"][0]) is float and seen["a"][1] is False
+    assert type(quote("n", np.int64(7))) is int and seen["n"] == (7, False)
+    assert type(quote("t", torch.tensor(2.5))) is float and seen["t"] == (2.5, False)  # a 0-d tensor
+    assert type(quote("m", torch.ones(3).mean())) is float
+    assert quote("s", "still falling") == "still falling" and quote("b", True) is True
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # Colab: no myst-nb, quote still returns the number
+    assert type(quote("x", torch.tensor(3))) is int
+
+
+def test_fireball_pixels_counts_bright_yellow_only():
+    from wmlib.doom_chapters import fireball_mask, fireball_pixels
+
+    frames = np.full((2, 8, 8, 3), 30, np.uint8)  # two frames of a dark room
+    frames[0, 1, 1:4] = (255, 220, 60)  # a fireball: three bright yellow pixels
+    frames[0, 5, 5] = (220, 140, 40)    # its orange edge counts too
+    frames[0, 6, 6] = (230, 40, 30)     # a red monster: too little green, must not count
+    frames[0, 7, 7] = (140, 200, 40)    # green-yellow: not red enough
+    frames[1, 0, 0] = (255, 255, 255)   # white: not yellow (blue as high as red)
+    assert fireball_pixels(frames).tolist() == [4, 0]
+    mask = fireball_mask(frames)
+    assert mask[0, 1, 2] and not mask[0, 6, 6] and mask.sum() == 4
+    assert fireball_pixels(frames[0]) == 4  # one frame (H, W, 3) -> one count
+
+
+def test_sweep_sizes_rejects_an_unknown_profile_and_returns_a_copy():
+    from wmlib.doom_chapters import SWEEP_SIZES, sweep_sizes
+    from wmlib.errors import WMError
+
+    with pytest.raises(WMError, match=r"'huge'.*smoke, default, paper"):
+        sweep_sizes("huge")
+    s = sweep_sizes("smoke")
+    assert s == SWEEP_SIZES["smoke"]
+    s["taus"].append(0.5)  # a chapter that changes its copy does not change the other chapter's
+    assert sweep_sizes("smoke")["taus"] == [0.1, 1.15]
+
+
+def test_live_dir_depends_only_on_the_weight_files(tmp_path):
+    from wmlib.doom_chapters import live_dir
+
+    def weights(folder, mdnrnn=b"M", vae=b"V"):
+        folder.mkdir()
+        (folder / "mdnrnn.safetensors").write_bytes(mdnrnn)
+        (folder / "vae.safetensors").write_bytes(vae)
+        (folder / "controller.safetensors").write_bytes(folder.name.encode())  # C does not count
+        return folder
+
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    live = live_dir(tmp_path, a, "smoke")
+    assert live.parent == tmp_path / "runs" / "book-doom-dream" and live.name.startswith("smoke-")
+    assert live_dir(tmp_path, b, "smoke") == live  # same V and M files elsewhere: the same results
+    assert live_dir(tmp_path, a, "default") != live
+    assert live_dir(tmp_path, weights(tmp_path / "c", vae=b"V2"), "smoke") != live

@@ -13,7 +13,7 @@ import dataclasses
 from pathlib import Path
 
 
-from .checkpoint import read_json, write_json
+from .checkpoint import read_json, write_json, write_text
 from .cmaes import train_cmaes
 from .controller import ControllerConfig
 from .errors import WMError
@@ -79,7 +79,7 @@ def ablation(weights: Path, cfg: RunConfig, out: Path, episodes: int = 100, kind
             ex.shutdown(cancel_futures=True)
     res = {"weights": str(weights), "episodes": episodes, "rows": rows, "markdown": ablation_markdown(rows)}
     write_json(out / "ablation.json", res)
-    (out / "ablation.md").write_text(res["markdown"] + "\n")
+    write_text(out / "ablation.md", res["markdown"] + "\n")
     return res
 
 

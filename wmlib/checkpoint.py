@@ -8,6 +8,7 @@ weights_only=True, which refuses arbitrary pickled objects.
 """
 import dataclasses
 import errno
+import hashlib
 import io
 import json
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 
 from .errors import WMError
 
@@ -82,6 +83,12 @@ def write_json(path: Path, obj) -> None:
         tmp.write_text(text)
 
 
+def write_text(path: Path, text: str) -> None:
+    """A text file (a markdown table) written atomically, like every other file the library writes."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
 def read_json(path: Path) -> dict:
     path = Path(path)
     if not path.exists():
@@ -142,17 +149,22 @@ def save_model(model: torch.nn.Module, directory: Path, name: str, env: str, ext
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if dtype is not None:
         tensors = {k: v.to(dtype) for k, v in tensors.items()}
-    meta = {"format": FORMAT_VERSION, "model": type(model).__name__, "env": env,
-            "config": dataclasses.asdict(model.config), **(extra or {})}
     # In memory first, as in save_torch_state (safetensors' writer reports a full disk as a SafetensorError).
-    data = _sorted_metadata(save(tensors, metadata={"model": meta["model"], "env": env}))
+    data = _sorted_metadata(save(tensors, metadata={"model": type(model).__name__, "env": env}))
+    # Two files cannot be renamed into place at once. The .json names the digest of the weights it belongs
+    # with, so that load_model can tell a pair torn by a kill between the two renames from a real pair.
+    meta = {"format": FORMAT_VERSION, "model": type(model).__name__, "env": env,
+            "config": dataclasses.asdict(model.config), **(extra or {}), "weights_sha256": _sha256(data)}
     text = _json_text(directory / f"{name}.json", meta)
-    # Both files are written before either is renamed into place: a failure leaves the old pair, not a new
-    # .safetensors beside an old .json.
+    # Both are written before either is renamed, so that a full disk leaves the old pair as it was.
     with atomic_path(directory / f"{name}.safetensors") as tmp:
         tmp.write_bytes(data)
         with atomic_path(directory / f"{name}.json") as tmp_json:
             tmp_json.write_text(text)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _sorted_metadata(data: bytes) -> bytes:
@@ -191,7 +203,8 @@ def load_model(cls, config_cls, directory: Path, name: str, env: str | None = No
     except (TypeError, ValueError, KeyError, RuntimeError) as e:  # a value of the wrong type or size
         raise WMError(f"{cpath} has an invalid config ({e}); retrain {name} or restore the file") from e
     try:
-        tensors = load_file(str(wpath))
+        data = wpath.read_bytes()
+        tensors = load(data)
     except (SafetensorError, OSError, ValueError) as e:
         raise WMError(f"{wpath} is not a readable safetensors file ({e}); it is truncated or corrupt: "
                       f"delete it and retrain {name}") from e
@@ -200,6 +213,10 @@ def load_model(cls, config_cls, directory: Path, name: str, env: str | None = No
         bad = [k for k in expected if k not in tensors or tensors[k].shape != expected[k].shape]
         raise WMError(f"{wpath} does not match its config {cpath} (tensors {bad[:3]} are missing or of "
                       "another shape); the two files come from different runs: retrain or restore both")
+    if "weights_sha256" in meta and meta["weights_sha256"] != _sha256(data):  # files from before it lack it
+        raise WMError(f"{cpath} and {wpath} come from different saves (a save was interrupted between renaming"
+                      f" the two, or one was copied from elsewhere): rerun the command that trained {name}, "
+                      "which writes both again, or restore both files together")
     for k, v in tensors.items():
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise WMError(f"{wpath} contains NaN or infinite weights in {k}; training diverged: retrain "

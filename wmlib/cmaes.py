@@ -20,7 +20,7 @@ import numpy as np
 
 from .checkpoint import atomic_path, read_json, save_model, save_npz, write_json
 from .controller import Controller, ControllerConfig
-from .errors import WMError, check_types
+from .errors import WMError, check_fields
 
 
 @dataclass
@@ -37,7 +37,8 @@ class CMAESConfig:
     where: str = "real"  # "real": rollouts in the game; "dream": inside M (Doom)
 
     def __post_init__(self):
-        check_types(self)
+        check_fields(self, positive=("popsize", "rollouts", "sigma0", "max_steps"),
+                     non_negative=("generations", "weight_decay", "workers", "eval_every", "eval_episodes"))
 
 
 def make_es(n_params: int, cfg: CMAESConfig, seed: int):

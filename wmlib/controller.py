@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .errors import check_types
+from .errors import check_fields
 
 KINDS = ("zh", "z", "z_hidden", "zch")
 
@@ -28,7 +28,7 @@ class ControllerConfig:
     hidden_units: int = 40  # only for "z_hidden"
 
     def __post_init__(self):
-        check_types(self)
+        check_fields(self, positive=("z_size", "rnn_hidden", "action_size", "hidden_units"))
         if self.kind not in KINDS:
             raise ValueError(f"unknown controller kind {self.kind!r}; choose one of {', '.join(KINDS)}")
 

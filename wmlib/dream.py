@@ -26,7 +26,7 @@ from gymnasium.vector.utils import batch_space
 
 from .checkpoint import load_model, read_json
 from .controller import Controller, ControllerConfig, batched_controller  # noqa: F401
-from .errors import WMError, check_types
+from .errors import WMError, check_fields
 from .mdnrnn import MDNRNN, MDNRNNConfig, sample_next_z
 from .vae import ConvVAE, VAEConfig, tensor_to_frames
 
@@ -42,7 +42,9 @@ class DreamConfig:
     max_steps: int = 2100
 
     def __post_init__(self):
-        check_types(self)
+        check_fields(self, positive=("tau", "max_steps"))
+        if self.done_mode not in DONE_MODES:
+            raise ValueError(f"DreamConfig.done_mode must be one of {', '.join(DONE_MODES)}, got {self.done_mode!r}")
 
 
 class DreamModel:
@@ -54,8 +56,13 @@ class DreamModel:
         if not weights.is_dir():
             raise WMError(f"weights directory {weights} does not exist; pass a run directory or a shipped "
                           "weights directory (e.g. pretrained/doom)")
+        trained_for = read_json(weights / "mdnrnn.json").get("env") if (weights / "mdnrnn.json").exists() else None
         if env is None:
-            env = read_json(weights / "mdnrnn.json").get("env") if (weights / "mdnrnn.json").exists() else None
+            env = trained_for
+        elif env == "doom" and trained_for not in (None, "doom"):  # load_model's advice (--env) does not apply
+            raise WMError(f"{weights} holds {trained_for} weights, but the dream runs Doom: its M must predict when "
+                          "the episode ends (a done head), which only a Doom M has. Use weights trained with "
+                          "--env doom (e.g. pretrained/doom); CarRacing's C is trained in the real game")
         self.env = env
         self.device = torch.device(device)
         self.mdnrnn, _ = load_model(MDNRNN, MDNRNNConfig, weights, "mdnrnn", env, self.device)

@@ -9,14 +9,17 @@ class WMError(Exception):
     """A user-facing error whose message names the problem and the fix."""
 
 
-def check_types(config) -> None:
-    """Raise ValueError if a field of a config dataclass holds a value of the wrong type.
+def check_fields(config, positive: tuple = (), non_negative: tuple = ()) -> None:
+    """Raise ValueError if a field of a config dataclass holds a value of the wrong type or range.
 
     Dataclasses do not check types, and a string where a number belongs ("32" from a hand-edited
     JSON file) would otherwise fail far away, inside torch or numpy. Fields typed int, float, bool,
-    str (or one of them | None) are checked; numpy numbers count as numbers.
+    str (or one of them | None) are checked; numpy numbers count as numbers. Fields named in `positive`
+    must be > 0 and those in `non_negative` >= 0 (None passes where the type allows it): a batch of 0 or a
+    negative learning rate would otherwise fail much later, or not at all.
     """
     import dataclasses
+    import math
     import numbers
     import types
     import typing
@@ -32,3 +35,11 @@ def check_types(config) -> None:
             example = "" if f.default is dataclasses.MISSING else f" (the default is {f.name}={f.default!r})"
             raise ValueError(f"{type(config).__name__}.{f.name} must be {want}, got {value!r} of type "
                              f"{type(value).__name__}; use a value of type {want}{example}")
+    for names, ok, want in ((positive, lambda v: v > 0, "> 0"), (non_negative, lambda v: v >= 0, ">= 0")):
+        for name in names:
+            value = getattr(config, name)
+            if value is not None and not (math.isfinite(value) and ok(value)):
+                default = next(f.default for f in dataclasses.fields(config) if f.name == name)
+                example = "" if default is dataclasses.MISSING else f" (the default is {name}={default!r})"
+                raise ValueError(f"{type(config).__name__}.{name} must be {want}, got {value!r}; use a finite "
+                                 f"number {want}{example}")

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import check_types
+from .errors import check_fields
 
 
 @dataclass
@@ -31,7 +31,8 @@ class MDNRNNConfig:
     done_weight: float = 10.0  # weight of done (positive) frames in the done loss
 
     def __post_init__(self):
-        check_types(self)
+        check_fields(self, positive=("z_size", "action_size", "hidden_size", "num_mixtures"),
+                     non_negative=("done_weight",))
 
     @property
     def input_size(self) -> int:

@@ -76,6 +76,17 @@ def glue(name: str, value, display: bool = True):
     return value
 
 
+def quote(name: str, value):
+    """Glue a value that the book's text quotes, without displaying it (the cells print their own numbers).
+
+    Anything with .item() (a numpy or torch scalar, a 0-d tensor, a one-element array) becomes a plain
+    Python number first; returns the value glued.
+    """
+    if hasattr(value, "item"):
+        value = value.item()
+    return glue(name, value, display=False)
+
+
 def show_frames(frames, ncols: int = 8, scale: float = 1.5, titles=None):
     """Show uint8 frames (N, 64, 64, 3) in a grid of `ncols` columns.
 

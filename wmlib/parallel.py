@@ -144,7 +144,20 @@ def ship_weights(executor: Executor | None, directory, names=("vae", "mdnrnn", "
     """What tasks should carry to name a weights directory: its path, or, for an executor whose workers
     have disks of their own (DaskExecutor), a handle to its bytes already sent to every worker."""
     ship = getattr(executor, "ship", None)
-    return str(directory) if ship is None else ship(bundle_weights(directory, names))
+    if ship is None:
+        return str(directory)
+    # A CMA-ES generation ships the same V and M as the last one: skip reading and hashing files whose
+    # inode, size and modification time have not changed since they were last bundled (a save renames a
+    # new file into place: a new inode).
+    files = [Path(directory) / f"{n}{suffix}" for n in names for suffix in (".json", ".safetensors")]
+    where = (str(Path(directory).resolve()), tuple(names))
+    stamp = tuple((st.st_ino, st.st_mtime_ns, st.st_size) for st in (f.stat() for f in files if f.exists()))
+    if _BUNDLES.get(where, (None,))[0] != stamp:
+        _BUNDLES[where] = (stamp, bundle_weights(directory, names))
+    return ship(_BUNDLES[where][1])
+
+
+_BUNDLES: dict = {}  # (directory, names) -> (the files' stat stamps, their bundle): the latest only
 
 
 class DaskExecutor(Executor):

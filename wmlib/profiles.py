@@ -13,7 +13,7 @@ from .cmaes import CMAESConfig
 from .controller import ControllerConfig
 from .dream import DreamConfig
 from .envs import check_env_name
-from .errors import WMError, check_types
+from .errors import WMError, check_fields
 from .mdnrnn import MDNRNNConfig
 from .vae import VAEConfig
 
@@ -29,7 +29,7 @@ class CollectConfig:
     workers: int | None = None  # None: one per CPU core
 
     def __post_init__(self):
-        check_types(self)
+        check_fields(self, positive=("episodes", "max_steps"), non_negative=("min_length", "workers"))
 
 
 @dataclass
@@ -41,7 +41,8 @@ class VAETrainConfig:
     checkpoint_every_s: float = 60.0
 
     def __post_init__(self):
-        check_types(self)
+        check_fields(self, positive=("epochs", "batch_size", "lr", "block_episodes"),
+                     non_negative=("checkpoint_every_s",))
 
 
 @dataclass
@@ -56,7 +57,8 @@ class MDNTrainConfig:
     checkpoint_every_s: float = 60.0
 
     def __post_init__(self):
-        check_types(self)
+        check_fields(self, positive=("batch_size", "seq_len", "lr", "lr_decay", "grad_clip"),
+                     non_negative=("steps", "min_lr", "checkpoint_every_s"))
 
 
 @dataclass
@@ -68,7 +70,7 @@ class IterateConfig:
     mdnrnn_steps: int = 200  # more M training steps per iteration (continuing, on old + new data)
 
     def __post_init__(self):
-        check_types(self)
+        check_fields(self, non_negative=("iterations", "episodes", "noise", "mdnrnn_steps"))
 
 
 @dataclass
@@ -89,7 +91,7 @@ class RunConfig:
     eval_max_steps: int | None = None  # None: the env's own cap
 
     def __post_init__(self):
-        check_types(self)
+        check_fields(self, positive=("eval_max_steps",), non_negative=("seed", "eval_episodes"))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import read_json, write_json
+from .checkpoint import read_json, write_json, write_text
 from .cmaes import train_cmaes
 from .dream import OBS_OF_CONTROLLER, DreamModel, dream_returns
 from .errors import WMError
@@ -77,7 +77,7 @@ def tau_sweep(weights: Path, taus: list[float], cfg: RunConfig, out: Path, episo
         rows.append(row)
     res = {"weights": str(weights), "episodes": episodes, "rows": rows, "markdown": sweep_markdown(rows)}
     write_json(out / "tau_sweep.json", res)
-    (out / "tau_sweep.md").write_text(res["markdown"] + "\n")
+    write_text(out / "tau_sweep.md", res["markdown"] + "\n")
     return res
 
 

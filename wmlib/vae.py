@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
-from .errors import check_types
+from .errors import check_fields
 
 
 @dataclass
@@ -23,7 +23,7 @@ class VAEConfig:
     kl_tolerance: float = 0.5  # KL floor = kl_tolerance * z_size nats per sample
 
     def __post_init__(self):
-        check_types(self)
+        check_fields(self, positive=("z_size",), non_negative=("kl_tolerance",))
 
 
 class VAEOutput(NamedTuple):

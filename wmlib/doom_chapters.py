@@ -1,0 +1,137 @@
+"""What chapters 8 (the Doom dream) and 9 (cheating inside it) of the book share.
+
+Both chapters load the same Doom weights, keep the results they compute themselves in the same
+folder (so that one chapter reuses what the other computed), train the same small controllers in
+the dream when the weights do not ship them, count fireballs the same way and play real episodes
+the same way. Each chapter keeps its own sizes (SIZES) and passes what is needed here explicitly:
+
+    WEIGHTS, SOURCE = doom_weights(ROOT)
+    LIVE = live_dir(ROOT, WEIGHTS, PROFILE)
+    SWEEP = sweep_sizes(PROFILE)
+    SWEEP_DIR = sweep_dir(LIVE, SWEEP, SIZES["max_steps"])
+    live_sweep(WEIGHTS, [1.15], SWEEP, TAU, SIZES["max_steps"], LIVE, DEVICE)
+
+The folder names below are part of the cache: change one and the chapters compute their results again.
+"""
+import contextlib
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .cmaes import CMAESConfig
+from .dream import DreamConfig
+from .errors import WMError
+from .pipeline import open_run, stage_collect, stage_controller, stage_mdnrnn, stage_vae
+from .profiles import RunConfig, get_config
+from .series import file_digest
+from .tausweep import tau_sweep
+
+# The weights and the folder of results computed from them
+
+
+def doom_weights(root: Path) -> tuple[Path, str]:
+    """(weights folder, where it comes from): WMLIB_DOOM_WEIGHTS, the shipped pretrained/doom, or stand-ins.
+
+    `root` is the repository root (or the current folder on Colab). Without trained weights this trains
+    a tiny pipeline on the smoke profile in root/runs/book-doom-smoke; its stages skip finished work,
+    so the chapter opened second reuses what the first one trained.
+    """
+    if os.environ.get("WMLIB_DOOM_WEIGHTS"):
+        return Path(os.environ["WMLIB_DOOM_WEIGHTS"]), "WMLIB_DOOM_WEIGHTS"
+    shipped = root / "pretrained" / "doom"
+    if (shipped / "controller.safetensors").exists():
+        return shipped, "pretrained/doom"
+    # No trained weights here (a fresh fork, or Colab): train a tiny pipeline on the smoke profile.
+    cfg = get_config("doom", "smoke")
+    cfg.collect.workers = 1  # four short episodes: starting worker processes would cost more
+    run = root / "runs" / "book-doom-smoke"
+    open_run(run, cfg)
+    with contextlib.redirect_stderr(io.StringIO()):  # the stages' logs; the chapter prints what matters
+        for stage in (stage_collect, stage_vae, stage_mdnrnn, stage_controller):
+            stage(cfg, run, progress=False)
+    return run, "stand-in"
+
+
+def live_dir(root: Path, weights: Path, profile: str) -> Path:
+    """The folder for the results the chapters compute themselves (when the weights do not ship them).
+
+    One per profile and per V and M (a digest of their weight files), so that chapters 8 and 9 share
+    them, a rerun is instant, and other weights never reuse them.
+    """
+    digest = file_digest(weights / "mdnrnn.safetensors")[:8] + file_digest(weights / "vae.safetensors")[:8]
+    return root / "runs" / "book-doom-dream" / f"{profile}-{digest}"
+
+
+# The small temperature sweep: one controller per tau, trained in the dream, scored in the dream and the game
+
+SWEEP_SIZES = {  # CMA-ES candidates x rollouts for `generations`, each C scored over `episodes` episodes
+    "smoke": dict(popsize=4, rollouts=2, generations=2, episodes=1, taus=[0.1, 1.15]),
+    "default": dict(popsize=8, rollouts=2, generations=4, episodes=8, taus=[0.1, 1.15]),
+    "paper": dict(popsize=64, rollouts=16, generations=200, episodes=100, taus=[0.1, 0.5, 1.0, 1.15, 1.3]),
+}
+
+
+def sweep_sizes(profile: str) -> dict:
+    """The sizes of the tau sweep the chapters run themselves on `profile` (a copy of SWEEP_SIZES[profile])."""
+    if profile not in SWEEP_SIZES:
+        raise WMError(f"the Doom chapters have no sweep sizes for profile {profile!r}; use one of "
+                      f"{', '.join(SWEEP_SIZES)} (set WMLIB_PROFILE), or add {profile!r} to "
+                      "wmlib.doom_chapters.SWEEP_SIZES")
+    sizes = SWEEP_SIZES[profile]
+    return {**sizes, "taus": list(sizes["taus"])}
+
+
+def sweep_config(sweep: dict, tau: float, max_steps: int) -> RunConfig:
+    """The small run configuration of the controllers the chapters train in the dream themselves."""
+    cfg = get_config("doom", "smoke")  # Doom's V, M and C shapes; the CMA-ES sizes are set here
+    cfg.cmaes = CMAESConfig(popsize=sweep["popsize"], rollouts=sweep["rollouts"], generations=sweep["generations"],
+                            eval_every=0, where="dream", workers=1)
+    cfg.dream = DreamConfig(tau=tau, max_steps=max_steps)
+    return cfg
+
+
+def sweep_dir(live: Path, sweep: dict, max_steps: int) -> Path:
+    """Where the sweep of these sizes lives under the live folder; tau X's controller is in its tau_X/."""
+    return live / "tau_sweep-{popsize}x{rollouts}x{generations}-{episodes}-{steps}".format(**sweep, steps=max_steps)
+
+
+def live_sweep(weights: Path, taus: list[float], sweep: dict, tau: float, max_steps: int, live: Path,
+               device: str) -> dict:
+    """wmlib's tau sweep at the chapters' small sizes: one controller per tau in `taus`, scored in the
+    dream and the game. A tau already in the sweep's folder is read back, not trained again."""
+    return tau_sweep(weights, taus, sweep_config(sweep, tau, max_steps), sweep_dir(live, sweep, max_steps),
+                     episodes=sweep["episodes"], seed=0, device=device, workers=1, log=lambda *_: None,
+                     progress=False)
+
+
+# Fireballs and real episodes
+
+
+def fireball_mask(frames) -> np.ndarray:
+    """True where a pixel of uint8 RGB frames (..., H, W, 3) is bright yellow: red above 150, green above
+    120 and red at least 40 above blue. Fireballs are; walls, floor and monsters are darker or redder."""
+    f = np.asarray(frames, dtype=np.int16)
+    r, g, b = f[..., 0], f[..., 1], f[..., 2]
+    return (r > 150) & (g > 120) & (r - b > 40)
+
+
+def fireball_pixels(frames) -> np.ndarray:
+    """Fireball pixels (fireball_mask) per frame: frames (..., H, W, 3) -> counts (...)."""
+    return fireball_mask(frames).sum(axis=(-1, -2))
+
+
+def play_real(env, agent, seed: int, max_steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One real episode of `agent` (a wmlib.agent.Agent) in `env`: the frames it saw (T + 1, 64, 64, 3),
+    the first one included, and its actions (T,). max_steps (None: no limit) ends it early."""
+    frame, _ = env.reset(seed=seed)
+    agent.reset(1, seed)
+    frames, actions = [frame], []
+    while True:
+        a = agent.act(frame[None])[0]
+        frame, _, terminated, truncated, _ = env.step(a)
+        frames.append(frame)
+        actions.append(float(a[0]))
+        if terminated or truncated or (max_steps and len(actions) >= max_steps):
+            return np.stack(frames), np.array(actions)
