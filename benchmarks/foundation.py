@@ -124,25 +124,16 @@ def pool_startup(env_name: str, max_steps: int, n: int = 2) -> float:
     return max(ready for _, ready in got) - t0
 
 
-def clear_env_cache() -> None:
-    for env in wenvs._ENV_CACHE.values():
-        try:
-            env.close()
-        except Exception:
-            pass
-    wenvs._ENV_CACHE.clear()
-
-
 def time_collect(env_name: str, policy: str, episodes: int, max_steps: int, min_length: int,
                  workers: int, seed: int = 0) -> dict:
-    clear_env_cache()
+    wenvs.close_cached_envs()
     with tempfile.TemporaryDirectory(prefix=f"wmbench_{env_name}_") as d:
         t0 = time.perf_counter()
         files = wcollect.collect(env_name, Path(d), episodes, seed, policy, max_steps, min_length,
                                  workers=workers, progress=False)
         wall = time.perf_counter() - t0
         lengths = [len(wcollect.load_episode(f, keys=("obs",))["obs"]) for f in files]
-    clear_env_cache()
+    wenvs.close_cached_envs()
     frames = int(sum(lengths))
     return {"workers": workers, "episodes": episodes, "frames": frames, "wall_s": wall,
             "steps_per_s": frames / wall, "lengths": lengths}

@@ -108,7 +108,19 @@ def test_close_games_ends_every_doom_game():
     assert all(g.is_running() for g in games)
     assert close_games() >= 2
     assert not any(g.is_running() for g in games)
-    assert ("doom", 50, 7) not in _ENV_CACHE
+    assert not any(key[:3] == ("doom", 50, 7) for key in _ENV_CACHE)  # keys end with the thread's id
+
+
+def test_close_cached_envs_forgets_every_env():
+    from wmlib.envs import _ENV_CACHE, cached_env, close_cached_envs
+    car, doom = cached_env("carracing", 20), cached_env("doom", 20)
+    assert cached_env("carracing", 20) is car  # cached
+    game = doom.unwrapped.game
+    doom.reset(seed=0)
+    close_cached_envs()
+    assert not _ENV_CACHE and not game.is_running()
+    assert cached_env("carracing", 20) is not car  # made again
+    close_cached_envs()
 
 
 def _children(pid: int) -> set:

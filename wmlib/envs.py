@@ -166,5 +166,17 @@ def close_games() -> int:
     return n
 
 
+def close_cached_envs() -> None:
+    """Close and forget every env cached_env made in this process, CarRacing's too (a benchmark that must
+    time making them again); the Doom games among them end as in close_games."""
+    for env in _ENV_CACHE.values():
+        try:
+            env.close()
+        except Exception:  # already closed, or the game died
+            pass
+        _OPEN_GAMES.discard(env)
+    _ENV_CACHE.clear()
+
+
 atexit.register(close_games)
 multiprocessing.util.Finalize(None, close_games, exitpriority=10)
