@@ -15,7 +15,9 @@ def test_glue_without_myst_nb_returns_plain_value(monkeypatch):
     assert glue("s", "text", display=False) == "text"
 
 
-def test_glue_hands_plain_numbers_to_myst_nb(monkeypatch):
+@pytest.fixture
+def glued(monkeypatch):
+    """A stand-in for myst-nb: what was glued, name -> (value, display)."""
     seen = {}
 
     class FakeMystNb:
@@ -24,6 +26,11 @@ def test_glue_hands_plain_numbers_to_myst_nb(monkeypatch):
             seen[name] = (value, display)
 
     monkeypatch.setitem(sys.modules, "myst_nb", FakeMystNb)
+    return seen
+
+
+def test_glue_hands_plain_numbers_to_myst_nb(glued):
+    seen = glued
     glue("loss", np.float64(0.25), display=False)
     assert seen["loss"] == (0.25, False) and type(seen["loss"][0]) is float
 
@@ -46,19 +53,12 @@ def test_book_run_dir_changes_with_the_sizes(monkeypatch, tmp_path):
     assert book_run_config("carracing", "smoke")[1] != run
 
 
-def test_quote_glues_plain_numbers_without_display(monkeypatch):
+def test_quote_glues_plain_numbers_without_display(glued, monkeypatch):
     import torch
 
     from wmlib.notebook import quote
 
-    seen = {}
-
-    class FakeMystNb:
-        @staticmethod
-        def glue(name, value, display=True):
-            seen[name] = (value, display)
-
-    monkeypatch.setitem(sys.modules, "myst_nb", FakeMystNb)
+    seen = glued
     assert quote("a", np.float32(0.5)) == 0.5 and type(seen["a"][0]) is float and seen["a"][1] is False
     assert type(quote("n", np.int64(7))) is int and seen["n"] == (7, False)
     assert type(quote("t", torch.tensor(2.5))) is float and seen["t"] == (2.5, False)  # a 0-d tensor

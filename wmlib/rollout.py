@@ -113,14 +113,12 @@ def run_rollouts(tasks: list, workers: int | None = None, executor=None, desc: s
             groups[-1][1].append(start)
         else:
             groups.append((key, [start]))
-    batched, shipped = [], {}
+    batched = []
     for _, idx in groups:
         env_name, weights, ccfg, _, _, max_steps = tasks[idx[0]]
-        # Sent once per call (a CMA-ES generation), not per task; CMA-ES candidates need no C file.
-        names = ("vae", "mdnrnn") if ccfg else ("vae", "mdnrnn", "controller")
-        if (weights, names) not in shipped:
-            shipped[weights, names] = ship_weights(ex, weights, names)
-        weights = shipped[weights, names]
+        # ship_weights reads unchanged files once, and a DaskExecutor sends a bundle once: V and M travel
+        # once per CMA-ES run, not per task. CMA-ES candidates need no C file.
+        weights = ship_weights(ex, weights, ("vae", "mdnrnn") if ccfg else ("vae", "mdnrnn", "controller"))
         params = None if tasks[idx[0]][3] is None else np.stack([np.asarray(tasks[i][3]) for i in idx])
         batched.append((env_name, weights, ccfg, params, [tasks[i][4] for i in idx], max_steps))
     try:
