@@ -11,8 +11,11 @@ from .vae import ConvVAE, VAEConfig, vae_loss
 
 from gymnasium.envs.registration import register as _register, registry as _registry
 
-from . import fast_carracing  # noqa: F401  (registers wmlib/FastCarRacing-v3)
-
+# Registered by name: the module (pygame, Box2D) is imported only when the env is made, so a machine that
+# runs only Doom needs neither.
+if "wmlib/FastCarRacing-v3" not in _registry:
+    _register(id="wmlib/FastCarRacing-v3", entry_point="wmlib.fast_carracing:FastCarRacing",
+              max_episode_steps=1000, reward_threshold=900)
 if "wmlib/Dream-v0" not in _registry:  # gymnasium.make("wmlib/Dream-v0", weights=DIR, tau=1.15)
     _register(id="wmlib/Dream-v0", entry_point="wmlib.dream:DreamEnv")
 

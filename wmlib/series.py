@@ -6,8 +6,11 @@ as memory maps: random windows without loading the whole data set. series/meta.j
 V made the series; series from another V are thrown away and encoded again. The first frame of each
 episode is stored apart (initial_z.npz) for the dream's reset.
 """
+import collections
 import hashlib
+import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +33,29 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def prefetched(fn, items, ahead: int):
+    """fn(item) for each item, in order, with up to `ahead` calls running ahead on threads.
+
+    Loading an episode is mostly zlib inflating its frames, which releases the GIL: threads keep V fed
+    (several times faster than one loader on a 16-core machine) and hold at most `ahead` episodes in memory.
+    """
+    items = list(items)
+    if ahead <= 1 or len(items) <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(max_workers=ahead) as pool:
+        pending = collections.deque(pool.submit(fn, x) for x in items[:ahead])
+        for x in items[ahead:]:
+            done = pending.popleft()
+            pending.append(pool.submit(fn, x))
+            yield done.result()
+        while pending:
+            yield pending.popleft().result()
+
+
 @torch.no_grad()
 def encode_series(vae: ConvVAE, vae_file: Path, episodes_dir: Path, series_dir: Path, batch_size: int = 1000,
-                  progress: bool = True) -> None:
+                  progress: bool = True, loaders: int | None = None) -> None:
     series_dir = Path(series_dir)
     digest = file_digest(vae_file)
     meta_path = series_dir / "meta.json"
@@ -42,19 +65,22 @@ def encode_series(vae: ConvVAE, vae_file: Path, episodes_dir: Path, series_dir: 
     clean_partial_files(series_dir)
     write_json(meta_path, {"vae": digest})
     dev = next(vae.parameters()).device
-    files = list_episodes(episodes_dir)
-    for f in tqdm(files, desc="encode series", disable=not progress, leave=False):
-        out = series_dir / f.name
-        if out.exists():
-            continue
-        ep = load_episode(f)
-        mus, logvars = [], []
-        for k in range(0, len(ep["obs"]), batch_size):
-            mu, logvar = vae.encode(frames_to_tensor(ep["obs"][k:k + batch_size], dev))
-            mus.append(mu.cpu().numpy())
-            logvars.append(logvar.cpu().numpy())
-        save_npz(out, mu=np.concatenate(mus), logvar=np.concatenate(logvars), action=ep["action"],
-                 done=ep["done"])
+    todo = [f for f in list_episodes(episodes_dir) if not (series_dir / f.name).exists()]
+    loaders = min(8, os.cpu_count() or 1) if loaders is None else loaders
+    episodes = prefetched(load_episode, todo, loaders)
+    with ThreadPoolExecutor(max_workers=max(1, loaders)) as savers:  # compressing the series is zlib too
+        saved = []
+        for f, ep in tqdm(zip(todo, episodes), total=len(todo), desc="encode series", disable=not progress,
+                          leave=False):
+            mus, logvars = [], []
+            for k in range(0, len(ep["obs"]), batch_size):
+                mu, logvar = vae.encode(frames_to_tensor(ep["obs"][k:k + batch_size], dev))
+                mus.append(mu.cpu().numpy())
+                logvars.append(logvar.cpu().numpy())
+            saved.append(savers.submit(save_npz, series_dir / f.name, mu=np.concatenate(mus),
+                                       logvar=np.concatenate(logvars), action=ep["action"], done=ep["done"]))
+        for s in saved:
+            s.result()  # a full disk raises here, as it did when the series were written one by one
 
 
 def pack_series(series_dir: Path) -> Path:
