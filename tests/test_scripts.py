@@ -1,0 +1,62 @@
+"""The scripts that trained the shipped weights: they parse, and the Doom one continues M from shipped weights."""
+import importlib.util
+import subprocess
+import sys
+
+import torch
+
+from wmlib.checkpoint import load_torch_state, save_model
+from wmlib.controller import Controller, ControllerConfig
+from wmlib.mdnrnn import MDNRNN, MDNRNNConfig
+from wmlib.profiles import MDNTrainConfig
+from wmlib.series import encode_series, pack_series
+from wmlib.train_mdnrnn import train_mdnrnn
+from wmlib.vae import ConvVAE, VAEConfig
+
+from .helpers import ROOT, write_synthetic_episodes
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_scripts_parse_their_arguments():
+    for args in (["pretrained_carracing.py", "--help"], ["pretrained_doom.py", "gpu", "--help"],
+                 ["pretrained_doom.py", "iterate", "--help"]):
+        r = subprocess.run([sys.executable, str(ROOT / "scripts" / args[0]), *args[1:]], capture_output=True,
+                           text=True, cwd=ROOT)
+        assert r.returncode == 0, r.stderr
+        assert "usage" in r.stdout
+
+
+def test_iterate_continues_m_from_weights_alone(tmp_path):
+    """start_from turns M's weights (no training state) into a state train_mdnrnn continues at M's step."""
+    doom = load_script("pretrained_doom")
+    config = MDNRNNConfig(z_size=4, action_size=1, hidden_size=8, restart_input=True, done_head=True)
+    src, run = tmp_path / "src", tmp_path / "run"
+    m = MDNRNN(config)
+    with torch.no_grad():  # unlike the M that train_mdnrnn would build from its seed
+        for p in m.parameters():
+            p.add_(0.5)
+    save_model(m, src, "mdnrnn", "doom", extra={"steps": 7})
+    save_model(Controller(ControllerConfig(kind="zch", z_size=4, rnn_hidden=8, action_size=1)), src, "controller",
+               "doom")
+    doom.start_from(run, src, 7, "cpu")
+    assert load_torch_state(run / "mdnrnn.train.pt", ("step",))["step"] == 7
+
+    write_synthetic_episodes(run / "episodes", 3, 40, action_size=1, done_last=True)
+    vae = ConvVAE(VAEConfig(z_size=4)).eval()
+    save_model(vae, run, "vae", "doom")  # replaces the shipped V (z = 64) that start_from copied
+    encode_series(vae, run / "vae.safetensors", run / "episodes", run / "series", progress=False)
+    packed = pack_series(run / "series")
+    logs = []
+    continued = train_mdnrnn(packed, run, "doom", config, MDNTrainConfig(steps=9, batch_size=2, seq_len=10), 0,
+                             "cpu", False, logs.append)
+    assert any("continuing M at step 7" in line for line in logs)
+    assert load_torch_state(run / "mdnrnn.train.pt", ("step",))["step"] == 9
+    # it started from the shipped weights, not from a fresh M
+    changed = [(a - b).abs().max().item() for a, b in zip(continued.state_dict().values(), m.state_dict().values())]
+    assert max(changed) < 0.1
