@@ -13,6 +13,8 @@ from wmlib.errors import WMError
 from wmlib.mdnrnn import MDNRNN, MDNRNNConfig
 from wmlib.vae import ConvVAE, VAEConfig
 
+from .helpers import ROOT
+
 DOOM_M = MDNRNNConfig(z_size=64, action_size=1, hidden_size=512, restart_input=True, done_head=True)
 
 
@@ -33,6 +35,15 @@ def make_weights(folder, done_bias=None, m_config=DOOM_M, env="doom", frames=5):
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     return make_weights(tmp_path_factory.mktemp("dream"), done_bias=-2.0)
+
+
+def test_check_env_passes_on_the_shipped_weights():
+    """The issue's check: the dream built from pretrained/doom (its trained M, done head and recorded starts)."""
+    env = gym.make("wmlib/Dream-v0", weights=str(ROOT / "pretrained" / "doom"), tau=1.15, render_mode="rgb_array")
+    check_env(env.unwrapped, skip_render_check=False)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (64 + 512 + 512,) and obs.dtype == np.float32
+    assert env.render().shape == (64, 64, 3)
 
 
 def test_check_env_passes(weights):
