@@ -34,7 +34,7 @@ from wmlib.dream import DreamModel  # noqa: E402
 from wmlib.dreamcheck import dream_survival  # noqa: E402
 from wmlib.mdnrnn import MDNRNN, MDNRNNConfig  # noqa: E402
 from wmlib.parallel import make_executor  # noqa: E402
-from wmlib.pipeline import stage_controller_dream  # noqa: E402
+from wmlib.pipeline import open_run, stage_controller_dream  # noqa: E402
 from wmlib.profiles import CMAESConfig, MDNTrainConfig, get_config  # noqa: E402
 from wmlib.rollout import evaluate  # noqa: E402
 from wmlib.series import encode_series, pack_series  # noqa: E402
@@ -149,6 +149,7 @@ def start_from(run: Path, src: Path, m_step: int, device):
 
 def iterate(args):
     run, dev = args.run_dir, pick_device(args.device)
+    open_run(run, CFG)  # run.json: what `python -m wmlib export` reads
     m_step = json.loads((args.src / "mdnrnn.json").read_text()).get("steps", 0)
     start_from(run, args.src, m_step, dev)
     log(f"random episodes 0..{args.random_episodes - 1} (seed 0, as the GPU run's first ones)")
