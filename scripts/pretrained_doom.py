@@ -188,22 +188,27 @@ def iterate(args):
         write_json(snap / "round.json", out)
 
 
+def add_shared(p, run_dir: str, workers: int, device, m_batch: int, m_seq: int):
+    """The options both stages take, with each stage's defaults."""
+    p.add_argument("--run-dir", type=Path, default=Path(run_dir))
+    p.add_argument("--workers", type=int, default=workers)
+    p.add_argument("--device", default=device)
+    p.add_argument("--m-batch", type=int, default=m_batch)
+    p.add_argument("--m-seq", type=int, default=m_seq)
+    p.add_argument("--check-episodes", type=int, default=100)
+    p.add_argument("--eval-episodes", type=int, default=100)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="stage", required=True)
     g = sub.add_parser("gpu", help="collect, M at scale, CMA-ES in the dream, within a time budget")
-    g.add_argument("--run-dir", type=Path, default=Path("runs/doom-gpu"))
+    add_shared(g, "runs/doom-gpu", workers=16, device=None, m_batch=100, m_seq=500)
     g.add_argument("--seconds", type=float, default=470, help="when CMA-ES stops (from the start)")
     g.add_argument("--collect-until", type=float, default=130)
     g.add_argument("--m-until", type=float, default=400)
-    g.add_argument("--workers", type=int, default=16)
-    g.add_argument("--m-batch", type=int, default=100)
-    g.add_argument("--m-seq", type=int, default=500)
-    g.add_argument("--check-episodes", type=int, default=100)
-    g.add_argument("--eval-episodes", type=int, default=100)
-    g.add_argument("--device", default=None)
     i = sub.add_parser("iterate", help="rounds of the iterative procedure on a CPU")
-    i.add_argument("--run-dir", type=Path, default=Path("runs/doom-it"))
+    add_shared(i, "runs/doom-it", workers=2, device="cpu", m_batch=32, m_seq=250)
     i.add_argument("--from", dest="src", type=Path, default=Path("runs/doom-gpu"), help="the gpu stage's run")
     i.add_argument("--rounds", type=int, default=4, help="the last round")
     i.add_argument("--first-round", type=int, default=1, help="continue a run whose rounds before this one "
@@ -211,20 +216,13 @@ def main():
     i.add_argument("--episodes", type=int, default=400, help="real episodes per round, played by C")
     i.add_argument("--noise", type=float, default=0.5)
     i.add_argument("--m-steps", type=int, default=300, help="M's steps per round (32 x 250)")
+    i.add_argument("--m-lr", type=float, default=1e-4)
     i.add_argument("--generations", type=int, default=20)
     i.add_argument("--popsize", type=int, default=64)
     i.add_argument("--rollouts", type=int, default=16)
     i.add_argument("--random-episodes", type=int, default=1500)
-    i.add_argument("--workers", type=int, default=2)
-    i.add_argument("--device", default="cpu")
-    i.add_argument("--m-batch", type=int, default=32)
-    i.add_argument("--m-seq", type=int, default=250)
-    i.add_argument("--m-lr", type=float, default=1e-4)
-    i.add_argument("--check-episodes", type=int, default=100)
-    i.add_argument("--eval-episodes", type=int, default=100)
     args = ap.parse_args()
     gpu(args) if args.stage == "gpu" else iterate(args)
-
 
 if __name__ == "__main__":
     main()
