@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from wmlib.checkpoint import load_model, save_torch_state, write_json  # noqa: E402
+from wmlib.checkpoint import load_model, write_json  # noqa: E402
 from wmlib.collect import collect  # noqa: E402
 from wmlib.controller import ControllerConfig  # noqa: E402
 from wmlib.dream import DreamModel  # noqa: E402
@@ -80,6 +80,7 @@ def dream_side(run_dir: Path, device, taus=(1.0, 1.15), episodes=100) -> dict:
 def gpu(args):
     dev = pick_device(args.device)
     run, workers = args.run_dir, args.workers
+    open_run(run, CFG)  # run.json: what `python -m wmlib export` and `evaluate` read, as in iterate
     use_shipped_v(run)
     summary = {"device": torch.cuda.get_device_name(0) if dev.type == "cuda" else str(dev), "workers": workers}
     ex = make_executor(workers)
@@ -131,27 +132,21 @@ def gpu(args):
     write_json(run / "gpu_summary.json", summary)
 
 
-def start_from(run: Path, src: Path, m_step: int, device):
-    """Copy V, M, C and initial_z from the GPU run; M continues from its weights with a fresh optimizer."""
+def start_from(run: Path, src: Path):
+    """Copy V, M, C and initial_z from the GPU run (M continues from these weights: see iterate)."""
     use_shipped_v(run)
     for name in ("mdnrnn.safetensors", "mdnrnn.json", "controller.safetensors", "controller.json",
                  "initial_z.npz"):  # initial_z.npz is written again when the episodes are encoded
         if not (run / name).exists() and (name != "initial_z.npz" or (src / name).exists()):
             shutil.copy(src / name, run / name)
-    state = run / "mdnrnn.train.pt"
-    if not state.exists():
-        m, _ = load_model(MDNRNN, MDNRNNConfig, run, "mdnrnn", "doom")
-        save_torch_state(state, {"model": m.state_dict(), "optimizer": torch.optim.Adam(m.parameters()).state_dict(),
-                                 "rng": np.random.default_rng([0, 7]).bit_generator.state,
-                                 "generator": torch.Generator(device=device).manual_seed(0).get_state(), "step": m_step,
-                                 "history": [], "done": True})
 
 
 def iterate(args):
     run, dev = args.run_dir, pick_device(args.device)
     open_run(run, CFG)  # run.json: what `python -m wmlib export` reads
     m_step = json.loads((args.src / "mdnrnn.json").read_text()).get("steps", 0)
-    start_from(run, args.src, m_step, dev)
+    start_from(run, args.src)
+    src_m = load_model(MDNRNN, MDNRNNConfig, args.src, "mdnrnn", "doom")[0]  # the first round continues it
     log(f"random episodes 0..{args.random_episodes - 1} (seed 0, as the GPU run's first ones)")
     collect("doom", run / "episodes", args.random_episodes, 0, "held_random", 2100, 100, args.workers,
             progress=False)
@@ -167,7 +162,7 @@ def iterate(args):
         train = MDNTrainConfig(steps=m_step + (k - args.first_round + 1) * args.m_steps, batch_size=args.m_batch,
                                seq_len=args.m_seq,
                                lr=args.m_lr, min_lr=args.m_lr, checkpoint_every_s=120)
-        train_mdnrnn(packed, run, "doom", CFG.mdnrnn, train, 0, dev, False, log)
+        train_mdnrnn(packed, run, "doom", CFG.mdnrnn, train, 0, dev, False, log, start=src_m, start_step=m_step)
         dream = dream_side(run, dev, taus=(1.15,), episodes=args.check_episodes)
         log(f"round {k}: dream check, dream side: {dream}")
         CFG.cmaes = CMAESConfig(popsize=args.popsize, rollouts=args.rollouts, generations=args.generations,

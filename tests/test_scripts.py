@@ -3,10 +3,12 @@ import importlib.util
 import subprocess
 import sys
 
+import pytest
 import torch
 
-from wmlib.checkpoint import load_torch_state, save_model
+from wmlib.checkpoint import load_model, load_torch_state, save_model
 from wmlib.controller import Controller, ControllerConfig
+from wmlib.errors import WMError
 from wmlib.mdnrnn import MDNRNN, MDNRNNConfig
 from wmlib.profiles import MDNTrainConfig
 from wmlib.series import encode_series, pack_series
@@ -32,8 +34,9 @@ def test_the_scripts_parse_their_arguments():
         assert "usage" in r.stdout
 
 
-def test_iterate_continues_m_from_weights_alone(tmp_path):
-    """start_from turns M's weights (no training state) into a state train_mdnrnn continues at M's step."""
+def test_m_continues_from_weights_alone(tmp_path):
+    """train_mdnrnn(start=M, start_step=7) continues an M of which only the weights are left (how the Doom
+    script's iterate continues the GPU run's M) at step 7; once the run has a training state, that wins."""
     doom = load_script("pretrained_doom")
     config = MDNRNNConfig(z_size=4, action_size=1, hidden_size=8, restart_input=True, done_head=True)
     src, run = tmp_path / "src", tmp_path / "run"
@@ -44,19 +47,32 @@ def test_iterate_continues_m_from_weights_alone(tmp_path):
     save_model(m, src, "mdnrnn", "doom", extra={"steps": 7})
     save_model(Controller(ControllerConfig(kind="zch", z_size=4, rnn_hidden=8, action_size=1)), src, "controller",
                "doom")
-    doom.start_from(run, src, 7, "cpu")
-    assert load_torch_state(run / "mdnrnn.train.pt", ("step",))["step"] == 7
+    doom.start_from(run, src)
+    assert (run / "mdnrnn.safetensors").exists() and not (run / "mdnrnn.train.pt").exists()
 
     write_synthetic_episodes(run / "episodes", 3, 40, action_size=1, done_last=True)
     vae = ConvVAE(VAEConfig(z_size=4)).eval()
     save_model(vae, run, "vae", "doom")  # replaces the shipped V (z = 64) that start_from copied
     encode_series(vae, run / "vae.safetensors", run / "episodes", run / "series", progress=False)
     packed = pack_series(run / "series")
+    start = load_model(MDNRNN, MDNRNNConfig, src, "mdnrnn", "doom")[0]
     logs = []
     continued = train_mdnrnn(packed, run, "doom", config, MDNTrainConfig(steps=9, batch_size=2, seq_len=10), 0,
-                             "cpu", False, logs.append)
-    assert any("continuing M at step 7" in line for line in logs)
+                             "cpu", False, logs.append, start=start, start_step=7)
+    assert any("continuing M from given weights at step 7" in line for line in logs)
     assert load_torch_state(run / "mdnrnn.train.pt", ("step",))["step"] == 9
-    # it started from the shipped weights, not from a fresh M
+    # it started from the given weights, not from a fresh M
     changed = [(a - b).abs().max().item() for a, b in zip(continued.state_dict().values(), m.state_dict().values())]
     assert max(changed) < 0.1
+
+    # The next round asks for more steps: the saved state goes on (step 9 -> 11), the start weights are ignored.
+    logs = []
+    train_mdnrnn(packed, run, "doom", config, MDNTrainConfig(steps=11, batch_size=2, seq_len=10), 0, "cpu", False,
+                 logs.append, start=start, start_step=7)
+    assert any("continuing M at step 9" in line for line in logs)
+    assert load_torch_state(run / "mdnrnn.train.pt", ("step",))["step"] == 11
+
+    other = MDNRNN(MDNRNNConfig(z_size=4, action_size=1, hidden_size=16, restart_input=True, done_head=True))
+    with pytest.raises(WMError, match="pass weights of this M"):
+        train_mdnrnn(packed, tmp_path / "fresh", "doom", config, MDNTrainConfig(steps=9, batch_size=2, seq_len=10),
+                     0, "cpu", False, logs.append, start=other, start_step=7)

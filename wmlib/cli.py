@@ -152,16 +152,24 @@ def cmd_dream_check(args):
 
 def cmd_tau_sweep(args):
     from .profiles import get_config
-    from .tausweep import parse_taus, tau_sweep
+    from .tausweep import parse_taus, ship_sweep, tau_sweep
     from .train_vae import pick_device
     from .pipeline import log_err
     taus = parse_taus(args.taus)
     _positive("--episodes", args.episodes)
     cfg = get_config("doom", args.profile, args.seed)
+    for name in ("popsize", "rollouts", "generations"):  # the profile's CMA-ES budget, resized per option
+        value = getattr(args, name)
+        if value is not None:
+            _positive("--" + name, value)
+            setattr(cfg.cmaes, name, value)
     out = Path(args.out) if args.out else Path(args.weights) / "tau_sweep"
     with _dask(args) as executor:
         res = tau_sweep(Path(args.weights), taus, cfg, out, args.episodes, args.seed, pick_device(args.device),
                         args.workers, log_err, not args.no_progress, executor)
+    if args.ship:
+        ship_sweep(out, Path(args.weights))
+        log_err(f"shipped: {Path(args.weights) / 'tau_sweep.json'} and {Path(args.weights) / 'tau_controllers'}/")
     print(res["markdown"])
     if args.json:
         print(json.dumps({k: v for k, v in res.items() if k != "markdown"}))
@@ -289,9 +297,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--weights", required=True, help="a Doom run or weights directory (V, M, initial_z.npz)")
     q.add_argument("--taus", default="0.1,0.5,1.0,1.15,1.3")
     q.add_argument("--profile", default="default", choices=PROFILES, help="CMA-ES budget per tau")
+    q.add_argument("--popsize", type=int, default=None, help="CMA-ES candidates (default: the profile's)")
+    q.add_argument("--rollouts", type=int, default=None, help="dream episodes per candidate (default: the profile's)")
+    q.add_argument("--generations", type=int, default=None,
+                   help="CMA-ES generations per tau (default: the profile's); asking a finished sweep for more continues "
+                        "each tau's CMA-ES where it ended")
     q.add_argument("--episodes", type=int, default=100)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--out", default=None, help="default: WEIGHTS/tau_sweep")
+    q.add_argument("--ship", action="store_true",
+                   help="then copy the table and each tau's C into WEIGHTS (tau_sweep.json, tau_controllers/), "
+                        "where chapters 8 and 9 read them")
     q.add_argument("--workers", type=int, default=None)
     q.add_argument("--dask-scheduler", default=None, metavar="ADDRESS", help=DASK_HELP)
     q.add_argument("--device", default=None)

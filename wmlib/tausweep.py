@@ -2,7 +2,8 @@
 (virtual) and in the real game (actual), 100 episodes each.
 
 Each tau gets its own folder OUT/tau_X with links to V, M and the first frames, its CMA-ES state
-and its scores, so an interrupted sweep resumes where it stopped.
+and its scores, so an interrupted sweep resumes where it stopped, and a sweep asked for more
+generations continues each tau's CMA-ES from where it ended.
 """
 import os
 import shutil
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import read_json, write_json, write_text
+from .checkpoint import atomic_path, read_json, write_json, write_text
 from .cmaes import train_cmaes
 from .dream import OBS_OF_CONTROLLER, DreamModel, dream_returns
 from .errors import WMError
@@ -20,6 +21,8 @@ from .rollout import eval_seed, evaluate, train_seed
 PAPER = {0.1: ("2086 ± 140", "193 ± 58"), 0.5: ("2060 ± 277", "196 ± 50"), 1.0: ("1145 ± 690", "868 ± 511"),
          1.15: ("918 ± 546", "1092 ± 556"), 1.3: ("732 ± 269", "753 ± 139")}
 SHARED = ("vae.safetensors", "vae.json", "mdnrnn.safetensors", "mdnrnn.json", "initial_z.npz")
+# What ship_sweep copies of each tau's folder: C, how its CMA-ES went, and its scores (not V and M again)
+SHIPPED = ("controller.safetensors", "controller.json", "cmaes/log.jsonl", "scores.json")
 
 
 def parse_taus(text: str) -> list[float]:
@@ -56,8 +59,10 @@ def tau_sweep(weights: Path, taus: list[float], cfg: RunConfig, out: Path, episo
         folder = out / f"tau_{tau:g}"
         result_path = folder / "scores.json"
         if result_path.exists():
-            rows.append(read_json(result_path))
-            continue
+            row = read_json(result_path)
+            if row.get("generations") == cfg.cmaes.generations:
+                rows.append(row)
+                continue
         link_shared(weights, folder)
         model = DreamModel(folder, "doom", device, OBS_OF_CONTROLLER[cfg.controller.kind])
         c, d = cfg.cmaes, cfg.dream
@@ -70,20 +75,50 @@ def tau_sweep(weights: Path, taus: list[float], cfg: RunConfig, out: Path, episo
                                 eval_seed(seed, 1), d.max_steps, d.done_mode)[0]
         actual = evaluate("doom", folder, episodes, seed, None, workers, executor, progress)
         row = {"tau": tau, "virtual_mean": float(virtual.mean()), "virtual_std": float(virtual.std()),
-               "actual_mean": actual["mean"], "actual_std": actual["std"], "episodes": episodes}
+               "actual_mean": actual["mean"], "actual_std": actual["std"], "episodes": episodes,
+               "generations": cfg.cmaes.generations}
         write_json(result_path, row)
         log(f"tau {tau}: virtual {row['virtual_mean']:.0f} ± {row['virtual_std']:.0f}, actual "
             f"{row['actual_mean']:.0f} ± {row['actual_std']:.0f}")
         rows.append(row)
-    res = {"weights": str(weights), "episodes": episodes, "rows": rows, "markdown": sweep_markdown(rows)}
+    c, d = cfg.cmaes, cfg.dream
+    res = {"weights": str(weights), "episodes": episodes, "seed": seed,
+           "cmaes": {"popsize": c.popsize, "rollouts": c.rollouts, "generations": c.generations,
+                     "sigma0": c.sigma0},
+           "dream": {"max_steps": d.max_steps, "done_mode": d.done_mode}, "rows": rows,
+           "markdown": sweep_markdown(rows)}
     write_json(out / "tau_sweep.json", res)
     write_text(out / "tau_sweep.md", res["markdown"] + "\n")
     return res
 
 
+def ship_sweep(out: Path, weights: Path) -> dict:
+    """Copy a finished sweep in `out` into the weights folder it was run on: tau_sweep.json and .md,
+    and tau_controllers/tau_X/ with each tau's C, CMA-ES log and scores (what chapters 8 and 9 read)."""
+    out, weights = Path(out), Path(weights)
+    if not (out / "tau_sweep.json").exists():
+        raise WMError(f"{out} holds no finished tau sweep (no tau_sweep.json); run `python -m wmlib tau-sweep "
+                      f"--out {out}` to the end first")
+    res = read_json(out / "tau_sweep.json")
+    missing = [str(out / f"tau_{r['tau']:g}" / name) for r in res["rows"] for name in SHIPPED
+               if not (out / f"tau_{r['tau']:g}" / name).exists()]
+    if missing:  # checked before anything is copied: no half-shipped sweep
+        raise WMError(f"the sweep in {out} is incomplete: {', '.join(missing)} missing; rerun the same tau-sweep "
+                      "command, which resumes it")
+    for r in res["rows"]:
+        for name in SHIPPED:
+            dst = weights / "tau_controllers" / f"tau_{r['tau']:g}" / name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(out / f"tau_{r['tau']:g}" / name, tmp)
+    write_json(weights / "tau_sweep.json", res)
+    write_text(weights / "tau_sweep.md", res["markdown"] + "\n")
+    return res
+
+
 def sweep_markdown(rows: list[dict]) -> str:
     lines = ["| tau | virtual (wmlib) | actual (wmlib) | virtual (paper) | actual (paper) |", "|---|---:|---:|---:|---:|"]
-    for r in rows:
+    for r in sorted(rows, key=lambda r: r["tau"]):
         pv, pa = PAPER.get(round(r["tau"], 2), ("-", "-"))
         lines.append(f"| {r['tau']:g} | {r['virtual_mean']:.0f} ± {r['virtual_std']:.0f} | {r['actual_mean']:.0f} ± "
                      f"{r['actual_std']:.0f} | {pv} | {pa} |")

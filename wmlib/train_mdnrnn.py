@@ -68,7 +68,14 @@ def mdnrnn_loss(model: MDNRNN, b: Batch, generator: torch.Generator):
 
 
 def train_mdnrnn(packed_dir: Path, out_dir: Path, env: str, config: MDNRNNConfig, train: MDNTrainConfig,
-                 seed: int = 0, device: str | None = None, progress: bool = True, log=print) -> MDNRNN:
+                 seed: int = 0, device: str | None = None, progress: bool = True, log=print,
+                 start: MDNRNN | None = None, start_step: int = 0) -> MDNRNN:
+    """Train M to train.steps steps, resuming from out_dir/mdnrnn.train.pt when it holds a state.
+
+    start (with start_step, the steps it was trained for) continues an M trained elsewhere, of which only
+    the weights are left (e.g. shipped ones): used when out_dir holds no training state yet, with a fresh
+    optimizer; once out_dir has a state, that state wins.
+    """
     out_dir = Path(out_dir)
     data = load_packed(packed_dir)
     if data["mu"].shape[1] != config.z_size:
@@ -92,6 +99,12 @@ def train_mdnrnn(packed_dir: Path, out_dir: Path, env: str, config: MDNRNNConfig
     rng = np.random.default_rng([seed, 7])
     gen = torch.Generator(device=dev).manual_seed(seed)
     step, history = 0, []
+    if s is None and start is not None:
+        if start.config != config:
+            raise WMError(f"the M to start from was built as {start.config}, not {config}: pass weights of this M")
+        model.load_state_dict(start.state_dict())
+        step = start_step
+        log(f"continuing M from given weights at step {step} (to {train.steps}), with a fresh optimizer")
     if s is not None:
         try:
             model.load_state_dict(s["model"])
