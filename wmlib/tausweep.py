@@ -88,7 +88,7 @@ def tau_sweep(weights: Path, taus: list[float], cfg: RunConfig, out: Path, episo
            "dream": {"max_steps": d.max_steps, "done_mode": d.done_mode}, "rows": rows,
            "markdown": sweep_markdown(rows)}
     write_json(out / "tau_sweep.json", res)
-    write_text(out / "tau_sweep.md", res["markdown"] + "\n")
+    write_text(out / "tau_sweep.md", sweep_file_text(res))
     return res
 
 
@@ -112,8 +112,17 @@ def ship_sweep(out: Path, weights: Path) -> dict:
             with atomic_path(dst) as tmp:
                 shutil.copyfile(out / f"tau_{r['tau']:g}" / name, tmp)
     write_json(weights / "tau_sweep.json", res)
-    write_text(weights / "tau_sweep.md", res["markdown"] + "\n")
+    write_text(weights / "tau_sweep.md", sweep_file_text(res))
     return res
+
+
+def sweep_file_text(res: dict) -> str:
+    """tau_sweep.md: the table, and the budget behind it."""
+    c, d = res["cmaes"], res["dream"]
+    return (res["markdown"] + f"\n\nOne C per tau, trained in the dream by CMA-ES ({c['popsize']} candidates x "
+            f"{c['rollouts']} rollouts, {c['generations']} generations, seed {res['seed']}); virtual: {res['episodes']} "
+            f"dream episodes (at most {d['max_steps']} steps), actual: {res['episodes']} real episodes. Paper: 100 "
+            "episodes each.\n")
 
 
 def sweep_markdown(rows: list[dict]) -> str:
