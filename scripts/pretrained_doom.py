@@ -29,9 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from wmlib.checkpoint import load_model, write_json  # noqa: E402
 from wmlib.collect import collect  # noqa: E402
-from wmlib.controller import ControllerConfig  # noqa: E402
-from wmlib.dream import DreamModel  # noqa: E402
-from wmlib.dreamcheck import dream_survival  # noqa: E402
+from wmlib.dreamcheck import dream_check  # noqa: E402
 from wmlib.mdnrnn import MDNRNN, MDNRNNConfig  # noqa: E402
 from wmlib.parallel import make_executor  # noqa: E402
 from wmlib.pipeline import open_run, stage_controller_dream  # noqa: E402
@@ -44,6 +42,7 @@ from wmlib.vae import ConvVAE, VAEConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = get_config("doom", "default", 0)
+FIXED_POLICIES = ("noop", "left", "right", "random", "held_random")  # the dream check's, minus random C
 T0 = time.monotonic()
 
 
@@ -66,14 +65,12 @@ def encode(run_dir: Path, device, loaders=None) -> Path:
 
 
 def dream_side(run_dir: Path, device, taus=(1.0, 1.15), episodes=100) -> dict:
-    """The dream half of the dream check (the real half does not change with M)."""
-    model = DreamModel(run_dir, "doom", device)
-    ctrl = ControllerConfig(kind="zch", z_size=64, rnn_hidden=512, action_size=1)
+    """The dream half of the dream check (the real half does not change with M), as {"policy @ tau": [mean, std]}."""
     rows = {}
     for tau in taus:
-        for k, policy in enumerate(("noop", "left", "right", "random", "held_random")):
-            s = dream_survival(model, policy, episodes, tau, k, 2100, ctrl)
-            rows[f"{policy} @ {tau}"] = [round(float(s.mean()), 1), round(float(s.std()), 1)]
+        res = dream_check(run_dir, episodes, tau, 0, 2100, device=device, policies=FIXED_POLICIES, real=False)
+        rows.update({f"{p} @ {tau}": [round(r["dream_mean"], 1), round(r["dream_std"], 1)]
+                     for p, r in res["policies"].items()})
     return rows
 
 

@@ -182,3 +182,17 @@ def test_missing_initial_z(tmp_path, weights):
 def test_missing_weights_dir(tmp_path):
     with pytest.raises(WMError, match="does not exist"):
         gym.make("wmlib/Dream-v0", weights=tmp_path / "nope")
+
+
+def test_dream_check_dream_only(weights):
+    """real=False plays only the dream half, with the same seeds as the full check's dream half."""
+    from wmlib.dreamcheck import dream_check, dream_check_markdown, dream_survival
+
+    res = dream_check(weights, episodes=3, tau=1.15, seed=4, max_steps=40, policies=("noop", "held_random"),
+                      real=False, progress=False)
+    model = DreamModel(weights, "doom")
+    for k, name in enumerate(("noop", "held_random")):
+        row = res["policies"][name]
+        assert "real_mean" not in row
+        assert row["dream_mean"] == dream_survival(model, name, 3, 1.15, 4 + k, 40).mean()
+    assert dream_check_markdown(res).count("not run") == 2

@@ -144,7 +144,8 @@ def cmd_dream_check(args):
         raise WMError(f"--tau must be > 0, got {args.tau}; the paper used 1.15")
     with _dask(args) as executor:
         res = dream_check(args.weights, args.episodes, args.tau, args.seed, args.max_steps, args.workers,
-                          pick_device(args.device), progress=not args.no_progress, executor=executor)
+                          pick_device(args.device), progress=not args.no_progress, executor=executor,
+                          real=not args.dream_only)
     print(dream_check_markdown(res))
     if args.json:
         print(json.dumps(res))
@@ -286,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--tau", type=float, default=1.15)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--max-steps", type=int, default=2100)
+    q.add_argument("--dream-only", action="store_true",
+                   help="only the dream half (seconds): checks a new M; the real half is the same for any M "
+                        "except for the random controllers")
     q.add_argument("--workers", type=int, default=None)
     q.add_argument("--dask-scheduler", default=None, metavar="ADDRESS", help=DASK_HELP)
     q.add_argument("--device", default=None)
