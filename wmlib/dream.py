@@ -47,6 +47,27 @@ class DreamConfig:
             raise ValueError(f"DreamConfig.done_mode must be one of {', '.join(DONE_MODES)}, got {self.done_mode!r}")
 
 
+def load_initial_z(path: Path, z_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The recorded first frames (mu, logvar), each (N, z_size), checked: the dream's reset draws from them."""
+    path = Path(path)
+    if not path.exists():
+        raise WMError(f"missing initial-z file {path}: the dream starts from recorded first frames. It is "
+                      "written when M's training data is encoded: rerun `python -m wmlib train-mdnrnn` "
+                      "for this run directory, or copy initial_z.npz from it")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            mu, logvar = f["mu"], f["logvar"]
+    except Exception as e:
+        raise WMError(f"{path} is corrupt ({e}); rerun `python -m wmlib train-mdnrnn` to rewrite it") from e
+    if mu.ndim != 2 or mu.shape[1] != z_size or mu.shape != logvar.shape or len(mu) == 0:
+        raise WMError(f"{path} holds first frames of shape {mu.shape}, but M expects z of size "
+                      f"{z_size}; it belongs to another V: rewrite it with train-mdnrnn")
+    if not (np.isfinite(mu).all() and np.isfinite(logvar).all()):  # every dream would start from NaN
+        raise WMError(f"{path} holds NaN or infinite first frames (V had diverged when it encoded them); retrain "
+                      "V, then rerun `python -m wmlib train-mdnrnn` to rewrite it")
+    return mu.astype(np.float32), logvar.astype(np.float32)
+
+
 class DreamModel:
     """M plus the recorded first frames: batched reset and step, on CPU or GPU."""
 
@@ -69,22 +90,7 @@ class DreamModel:
         if env == "doom" and not self.mdnrnn.config.done_head:
             raise WMError(f"the M in {weights} has no done head (is it a CarRacing M?): a Doom dream needs M to "
                           "predict when the episode ends; use weights trained with --env doom")
-        init = weights / "initial_z.npz"
-        if not init.exists():
-            raise WMError(f"missing initial-z file {init}: the dream starts from recorded first frames. It is "
-                          "written when M's training data is encoded: rerun `python -m wmlib train-mdnrnn` "
-                          "for this run directory, or copy initial_z.npz from it")
-        try:
-            with np.load(init, allow_pickle=False) as f:
-                mu, logvar = f["mu"], f["logvar"]
-        except Exception as e:
-            raise WMError(f"{init} is corrupt ({e}); rerun `python -m wmlib train-mdnrnn` to rewrite it") from e
-        if mu.ndim != 2 or mu.shape[1] != self.mdnrnn.config.z_size or mu.shape != logvar.shape or len(mu) == 0:
-            raise WMError(f"{init} holds first frames of shape {mu.shape}, but M expects z of size "
-                          f"{self.mdnrnn.config.z_size}; it belongs to another V: rewrite it with train-mdnrnn")
-        if not (np.isfinite(mu).all() and np.isfinite(logvar).all()):  # every dream would start from NaN
-            raise WMError(f"{init} holds NaN or infinite first frames (V had diverged when it encoded them); retrain "
-                          "V, then rerun `python -m wmlib train-mdnrnn` to rewrite it")
+        mu, logvar = load_initial_z(weights / "initial_z.npz", self.mdnrnn.config.z_size)
         self.init_mu = torch.as_tensor(mu, dtype=torch.float32, device=self.device)
         self.init_logvar = torch.as_tensor(logvar, dtype=torch.float32, device=self.device)
         self.obs_kind = obs or DEFAULT_OBS.get(env, "zh")

@@ -13,6 +13,7 @@ import torch
 
 from .checkpoint import load_model, read_json, save_model, save_npz, write_json
 from .controller import Controller, ControllerConfig
+from .dream import load_initial_z
 from .errors import WMError
 from .mdnrnn import MDNRNN, MDNRNNConfig
 from .rollout import evaluate
@@ -45,13 +46,7 @@ def export(run_dir: Path, out: Path, env: str, episodes: int = 100, seed: int = 
     models = [(name, *load_model(cls, cfg_cls, run_dir, name, env))
               for name, cls, cfg_cls in (("vae", ConvVAE, VAEConfig), ("mdnrnn", MDNRNN, MDNRNNConfig),
                                          ("controller", Controller, ControllerConfig))]
-    init = run_dir / "initial_z.npz"
-    try:
-        with np.load(init, allow_pickle=False) as f:
-            mu, logvar = f["mu"].astype(np.float32), f["logvar"].astype(np.float32)
-    except Exception as e:
-        raise WMError(f"cannot read {init} ({type(e).__name__}: {e}); rerun `python -m wmlib train-mdnrnn` for "
-                      f"{run_dir}, which writes it") from e
+    mu, logvar = load_initial_z(run_dir / "initial_z.npz", models[1][1].config.z_size)  # models[1]: M
     for name, model, meta in models:
         keep = {k: v for k, v in meta.items() if k not in ("format", "model", "env", "config", "history")}
         save_model(model, out, name, env, extra=keep, dtype=torch.float16)
