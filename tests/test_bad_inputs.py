@@ -237,6 +237,16 @@ case("export: no initial_z.npz", CLI, "initial_z.npz", "train-mdnrnn")(
                      link_tree(a.car, w / "run", skip=("initial_z.npz",)), "--out", w / "out"))
 
 
+
+@case("export: NaN in initial_z.npz", CLI, "NaN or infinite first frames", "train-mdnrnn")
+def _(w, a):
+    run = link_tree(a.car, w / "run", skip=("initial_z.npz",))
+    save_npz(run / "initial_z.npz", mu=np.full((3, 32), np.nan, np.float32), logvar=np.zeros((3, 32), np.float32))
+    out = cli("export", "--env", "carracing", "--run-dir", run, "--out", w / "out")
+    assert not (w / "out").exists(), "export wrote weights before it had read its inputs"
+    return out
+
+
 @case("collect: --run-dir is not a run directory", CLI, "not a wmlib run directory", "choose an empty or new")
 def _(w, a):
     (w / "mine").mkdir()
