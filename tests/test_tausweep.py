@@ -42,6 +42,10 @@ def test_sweep_resumes_and_goes_on_with_more_generations(tmp_path):
     assert [(r["tau"], r["generations"]) for r in more["rows"]] == [(1.0, 2)]
     with np.load(state) as f:
         assert f["fitness"].shape == (2, SIZES["popsize"])
+    # Fewer generations than a tau already has: its row is read back as it is, nothing is run.
+    mtime = state.stat().st_mtime_ns
+    assert sweep(weights, out, generations=1, taus=(1.0,))["rows"] == more["rows"]
+    assert state.stat().st_mtime_ns == mtime
 
     # Shipping copies the table and each tau's C (not V and M again) into the weights folder.
     ship_sweep(out, weights)

@@ -60,7 +60,8 @@ def tau_sweep(weights: Path, taus: list[float], cfg: RunConfig, out: Path, episo
         result_path = folder / "scores.json"
         if result_path.exists():
             row = read_json(result_path)
-            if row.get("generations") == cfg.cmaes.generations:
+            done = row.get("generations")  # None: a sweep from before rows recorded it, taken as finished
+            if done is None or done >= cfg.cmaes.generations:
                 rows.append(row)
                 continue
         link_shared(weights, folder)
@@ -82,9 +83,11 @@ def tau_sweep(weights: Path, taus: list[float], cfg: RunConfig, out: Path, episo
             f"{row['actual_mean']:.0f} ± {row['actual_std']:.0f}")
         rows.append(row)
     c, d = cfg.cmaes, cfg.dream
+    # A tau read back may have run more generations than asked now: say what the rows ran.
+    gens = sorted({r.get("generations", c.generations) for r in rows})
     res = {"weights": str(weights), "episodes": episodes, "seed": seed,
-           "cmaes": {"popsize": c.popsize, "rollouts": c.rollouts, "generations": c.generations,
-                     "sigma0": c.sigma0},
+           "cmaes": {"popsize": c.popsize, "rollouts": c.rollouts,
+                     "generations": gens[0] if len(gens) == 1 else gens, "sigma0": c.sigma0},
            "dream": {"max_steps": d.max_steps, "done_mode": d.done_mode}, "rows": rows,
            "markdown": sweep_markdown(rows)}
     write_json(out / "tau_sweep.json", res)
@@ -119,8 +122,9 @@ def ship_sweep(out: Path, weights: Path) -> dict:
 def sweep_file_text(res: dict) -> str:
     """tau_sweep.md: the table, and the budget behind it."""
     c, d = res["cmaes"], res["dream"]
+    gens = c["generations"] if isinstance(c["generations"], int) else "/".join(map(str, c["generations"])) + " (by tau)"
     return (res["markdown"] + f"\n\nOne C per tau, trained in the dream by CMA-ES ({c['popsize']} candidates x "
-            f"{c['rollouts']} rollouts, {c['generations']} generations, seed {res['seed']}); virtual: {res['episodes']} "
+            f"{c['rollouts']} rollouts, {gens} generations, seed {res['seed']}); virtual: {res['episodes']} "
             f"dream episodes (at most {d['max_steps']} steps), actual: {res['episodes']} real episodes. Paper: 100 "
             "episodes each.\n")
 
