@@ -5,8 +5,7 @@ folder (so that one chapter reuses what the other computed), train the same smal
 the dream when the weights do not ship them, count fireballs the same way and play real episodes
 the same way. Each chapter keeps its own sizes (SIZES) and passes what is needed here explicitly:
 
-    WEIGHTS, SOURCE = doom_weights(ROOT)
-    LIVE = live_dir(ROOT, WEIGHTS, PROFILE)
+    WEIGHTS, SOURCE, LIVE = open_weights(PROFILE)  # doom_weights and live_dir, and what they print first
     SWEEP = sweep_sizes(PROFILE)
     SWEEP_DIR = sweep_dir(LIVE, SWEEP, SIZES["max_steps"])
     live_sweep(WEIGHTS, [1.15], SWEEP, TAU, SIZES["max_steps"], LIVE, DEVICE)
@@ -52,6 +51,36 @@ def doom_weights(root: Path) -> tuple[Path, str]:
         for stage in (stage_collect, stage_vae, stage_mdnrnn, stage_controller):
             stage(cfg, run, progress=False)
     return run, "stand-in"
+
+
+STAND_IN_NOTE = (
+    "**No trained Doom weights were found, so this chapter runs on untrained stand-ins**: a V, M and C "
+    "trained for a moment on the smoke profile (in `runs/book-doom-smoke`). Everything below runs, but "
+    "the numbers describe these stand-ins, not a trained agent. Set `WMLIB_DOOM_WEIGHTS` to a trained "
+    "run (or use a clone of the repository, which ships `pretrained/doom`) to see the real thing.")
+SHIPPED_RESULTS = ("model_card.json", "dream_check.json", "tau_sweep.json", "tau_controllers")
+
+
+def open_weights(profile: str) -> tuple[Path, str, Path]:
+    """(weights, source, live folder) for a Doom chapter run from its folder: doom_weights and live_dir
+    under the repository root (the notebook folder's parent when it holds wmlib/, else the current
+    folder, e.g. /content on Colab). Prints where the weights come from and which results they ship,
+    shows a warning when they are stand-ins, and glues `stand_in` and `weights_source` for the text."""
+    from IPython.display import Markdown, display
+
+    from .notebook import quote
+
+    here = Path.cwd()
+    root = here.parent if (here.parent / "wmlib").is_dir() else here
+    weights, source = doom_weights(root)
+    quote("stand_in", source == "stand-in")
+    quote("weights_source", source)
+    print(f"weights: {weights} ({source})")
+    print("shipped results:", {name: (weights / name).exists() for name in SHIPPED_RESULTS})
+    if source == "stand-in":
+        display(Markdown(STAND_IN_NOTE))
+    # Results the chapter computes itself (when the weights do not ship them), per profile and per V and M
+    return weights, source, live_dir(root, weights, profile)
 
 
 def live_dir(root: Path, weights: Path, profile: str) -> Path:
