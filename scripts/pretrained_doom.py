@@ -141,9 +141,9 @@ def start_from(run: Path, src: Path):
 def iterate(args):
     run, dev = args.run_dir, pick_device(args.device)
     open_run(run, CFG)  # run.json: what `python -m wmlib export` reads
-    m_step = json.loads((args.src / "mdnrnn.json").read_text()).get("steps", 0)
     start_from(run, args.src)
-    src_m = load_model(MDNRNN, MDNRNNConfig, args.src, "mdnrnn", "doom")[0]  # the first round continues it
+    src_m, src_meta = load_model(MDNRNN, MDNRNNConfig, args.src, "mdnrnn", "doom")  # the first round continues it
+    m_step = src_meta.get("steps", 0)
     log(f"random episodes 0..{args.random_episodes - 1} (seed 0, as the GPU run's first ones)")
     collect("doom", run / "episodes", args.random_episodes, 0, "held_random", 2100, 100, args.workers,
             progress=False)
@@ -215,6 +215,7 @@ def main():
     i.add_argument("--random-episodes", type=int, default=1500)
     args = ap.parse_args()
     gpu(args) if args.stage == "gpu" else iterate(args)
+
 
 if __name__ == "__main__":
     main()

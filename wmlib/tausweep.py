@@ -35,6 +35,11 @@ def parse_taus(text: str) -> list[float]:
     return taus
 
 
+def tau_dir(out: Path, tau: float) -> Path:
+    """The folder of tau's controller in a sweep (or in a weights folder's tau_controllers/)."""
+    return Path(out) / f"tau_{tau:g}"
+
+
 def link_shared(weights: Path, folder: Path, names=SHARED) -> None:
     """Hard-link (or copy) the trained V and M files into folder, which then works as a weights dir."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -56,7 +61,7 @@ def tau_sweep(weights: Path, taus: list[float], cfg: RunConfig, out: Path, episo
     DreamModel(weights, "doom", device)  # validates the weights before any work
     rows = []
     for tau in taus:
-        folder = out / f"tau_{tau:g}"
+        folder = tau_dir(out, tau)
         result_path = folder / "scores.json"
         if result_path.exists():
             row = read_json(result_path)
@@ -103,17 +108,17 @@ def ship_sweep(out: Path, weights: Path) -> dict:
         raise WMError(f"{out} holds no finished tau sweep (no tau_sweep.json); run `python -m wmlib tau-sweep "
                       f"--out {out}` to the end first")
     res = read_json(out / "tau_sweep.json")
-    missing = [str(out / f"tau_{r['tau']:g}" / name) for r in res["rows"] for name in SHIPPED
-               if not (out / f"tau_{r['tau']:g}" / name).exists()]
+    missing = [str(tau_dir(out, r["tau"]) / name) for r in res["rows"] for name in SHIPPED
+               if not (tau_dir(out, r["tau"]) / name).exists()]
     if missing:  # checked before anything is copied: no half-shipped sweep
         raise WMError(f"the sweep in {out} is incomplete: {', '.join(missing)} missing; rerun the same tau-sweep "
                       "command, which resumes it")
     for r in res["rows"]:
         for name in SHIPPED:
-            dst = weights / "tau_controllers" / f"tau_{r['tau']:g}" / name
+            dst = tau_dir(weights / "tau_controllers", r["tau"]) / name
             dst.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(dst) as tmp:
-                shutil.copyfile(out / f"tau_{r['tau']:g}" / name, tmp)
+                shutil.copyfile(tau_dir(out, r["tau"]) / name, tmp)
     write_json(weights / "tau_sweep.json", res)
     write_text(weights / "tau_sweep.md", sweep_file_text(res))
     return res
