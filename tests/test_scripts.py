@@ -26,7 +26,8 @@ def load_script(name):
 
 
 def test_the_scripts_parse_their_arguments():
-    for args in (["pretrained_carracing.py", "--help"], ["pretrained_doom.py", "gpu", "--help"],
+    for args in (["pretrained_carracing.py", "--help"], ["ablation_carracing.py", "--help"],
+                 ["pretrained_doom.py", "gpu", "--help"],
                  ["pretrained_doom.py", "iterate", "--help"]):
         r = subprocess.run([sys.executable, str(ROOT / "scripts" / args[0]), *args[1:]], capture_output=True,
                            text=True, cwd=ROOT)
@@ -76,3 +77,53 @@ def test_m_continues_from_weights_alone(tmp_path):
     with pytest.raises(WMError, match="pass weights of this M"):
         train_mdnrnn(packed, tmp_path / "fresh", "doom", config, MDNTrainConfig(steps=9, batch_size=2, seq_len=10),
                      0, "cpu", False, logs.append, start=other, start_step=7)
+
+
+def test_ablation_script_replays_the_runs_own_c_and_ships_the_table(tmp_path):
+    """The ablation's zh controller starts from the run's own first G generations (same settings and seed):
+    train_cmaes replays them without playing a generation and lands on the C the run had after G. Asking
+    for more generations than the run has is refused; the shipped table carries the command."""
+    import dataclasses
+    import json
+
+    import numpy as np
+
+    from wmlib.cmaes import train_cmaes
+
+    script = load_script("ablation_carracing")
+    cfg = script.run_config(3, 1)
+    assert (cfg.cmaes.popsize, cfg.cmaes.rollouts, cfg.cmaes.max_steps) == (16, 2, 1000)
+    cmaes = dataclasses.replace(cfg.cmaes, popsize=4, rollouts=1)
+    ccfg = ControllerConfig(kind="zh", z_size=2, rnn_hidden=3)
+    run = tmp_path / "run"
+
+    def fitness(solutions, generation):  # a smooth stand-in for the game: closer to 0.3 scores more
+        return -((np.asarray(solutions) - 0.3) ** 2).sum(1, keepdims=True)
+
+    train_cmaes(fitness, ccfg, dataclasses.replace(cmaes, generations=3), run, "carracing", 0, None, lambda *_: None,
+                False)
+    after3 = load_model(Controller, ControllerConfig, run, "controller", "carracing")[0].get_flat()
+    train_cmaes(fitness, ccfg, dataclasses.replace(cmaes, generations=5), run, "carracing", 0, None, lambda *_: None,
+                False)
+
+    zh = tmp_path / "ablation" / "zh"
+    with pytest.raises(WMError, match="has 5 generations, the ablation asks for 6"):
+        script.seed_zh(run, zh, 6)
+    assert not (zh / "cmaes").exists()
+    script.seed_zh(run, zh, 3)
+    assert len((zh / "cmaes" / "log.jsonl").read_text().splitlines()) == 3
+
+    def never(solutions, generation):
+        raise AssertionError("a replayed generation was played again")
+
+    c = train_cmaes(never, ccfg, dataclasses.replace(cmaes, generations=3), zh, "carracing", 0, None,
+                    lambda *_: None, False)
+    np.testing.assert_array_equal(c.get_flat(), after3)
+
+    work, dest = tmp_path / "work", tmp_path / "shipped"
+    work.mkdir()
+    (work / "ablation.json").write_text(json.dumps({"rows": [], "markdown": "| table |", "weights": "x"}))
+    script.ship(work, dest, "python scripts/ablation_carracing.py --generations 3", run)
+    shipped = json.loads((dest / "ablation.json").read_text())
+    assert shipped["command"].endswith("--generations 3") and "run" in shipped["weights"]
+    assert (dest / "ablation.md").read_text() == "| table |\n"
