@@ -41,6 +41,53 @@ def test_killed_local_worker_costs_only_its_task(tmp_path):
     assert got == {i: i * i for i in range(8)}
 
 
+PARENT = """
+import time
+from wmlib.parallel import WorkerPool
+
+if __name__ == "__main__":
+    pool = WorkerPool(2)
+    futures = [pool.submit(time.sleep, 120) for _ in range(4)]  # more queued work than the workers hold
+    time.sleep(1)
+    print(*pool._pool._processes, flush=True)
+    time.sleep(600)
+"""
+
+
+def alive(pid: int) -> bool:
+    """Whether pid runs (a zombie that nobody reaps has ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return not stat.parent.exists() and sys.platform != "linux"
+
+
+def test_workers_end_when_their_parent_is_killed(tmp_path):
+    """kill -9 of the main process: its workers stop within seconds instead of playing out queued tasks."""
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    try:
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert len(pids) == 2 and all(alive(p) for p in pids), pids
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [p for p in pids if alive(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"workers {left} outlived their killed parent"
+
+
 def test_weights_bundle_unpacks_to_the_same_files(tmp_path):
     torch.manual_seed(0)
     cfg = get_config("doom", "smoke")

@@ -23,6 +23,7 @@ import multiprocessing as mp
 import os
 import tempfile
 import threading
+import time
 import warnings
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -35,9 +36,23 @@ from .errors import WMError
 
 
 def _init_worker():
+    parent = mp.parent_process()  # from the spawn handshake: right even if the parent died meanwhile
+    threading.Thread(target=_exit_with_parent, args=(parent.pid if parent else os.getppid(),), daemon=True).start()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
     torch.set_num_threads(1)
+
+
+def _exit_with_parent(parent: int, every_s: float = 0.5) -> None:
+    """End this worker once the process that started it is gone.
+
+    A parent killed outright (kill, a closed terminal) never shuts its pool down, and its workers would
+    play out the tasks already queued to them, minutes of CPU for results nobody reads. An orphan is
+    adopted by another process, so its parent pid changes.
+    """
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os._exit(1)
 
 
 @contextlib.contextmanager
