@@ -46,7 +46,8 @@ def export(run_dir: Path, out: Path, env: str, episodes: int = 100, seed: int = 
     models = [(name, *load_model(cls, cfg_cls, run_dir, name, env))
               for name, cls, cfg_cls in (("vae", ConvVAE, VAEConfig), ("mdnrnn", MDNRNN, MDNRNNConfig),
                                          ("controller", Controller, ControllerConfig))]
-    mu, logvar = load_initial_z(run_dir / "initial_z.npz", models[1][1].config.z_size)  # models[1]: M
+    m = next(model for name, model, _ in models if name == "mdnrnn")
+    mu, logvar = load_initial_z(run_dir / "initial_z.npz", m.config.z_size)
     for name, model, meta in models:
         keep = {k: v for k, v in meta.items() if k not in ("format", "model", "env", "config", "history")}
         save_model(model, out, name, env, extra=keep, dtype=torch.float16)

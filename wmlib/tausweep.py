@@ -59,6 +59,7 @@ def tau_sweep(weights: Path, taus: list[float], cfg: RunConfig, out: Path, episo
               device="cpu", workers=None, log=print, progress=True, executor=None) -> dict:
     weights, out = Path(weights), Path(out)
     DreamModel(weights, "doom", device)  # validates the weights before any work
+    c, d = cfg.cmaes, cfg.dream
     rows = []
     for tau in taus:
         folder = tau_dir(out, tau)
@@ -71,7 +72,6 @@ def tau_sweep(weights: Path, taus: list[float], cfg: RunConfig, out: Path, episo
                 continue
         link_shared(weights, folder)
         model = DreamModel(folder, "doom", device, OBS_OF_CONTROLLER[cfg.controller.kind])
-        c, d = cfg.cmaes, cfg.dream
         log(f"tau {tau}: CMA-ES in the dream, pop {c.popsize} x {c.rollouts}, {c.generations} generations")
         controller = train_cmaes(
             lambda sols, g: dream_returns(model, cfg.controller, sols, c.rollouts, tau, train_seed(seed, g, 0),
@@ -87,7 +87,6 @@ def tau_sweep(weights: Path, taus: list[float], cfg: RunConfig, out: Path, episo
         log(f"tau {tau}: virtual {row['virtual_mean']:.0f} ± {row['virtual_std']:.0f}, actual "
             f"{row['actual_mean']:.0f} ± {row['actual_std']:.0f}")
         rows.append(row)
-    c, d = cfg.cmaes, cfg.dream
     # A tau read back may have run more generations than asked now: say what the rows ran.
     gens = sorted({r.get("generations", c.generations) for r in rows})
     res = {"weights": str(weights), "episodes": episodes, "seed": seed,
