@@ -68,18 +68,25 @@ def seed_zh(run_dir: Path, folder: Path, generations: int) -> None:
     tmp.rename(dst)  # all or nothing: an interrupted copy leaves no half-seeded state
 
 
-def ship(work: Path, dest: Path, command: str, run_dir: Path) -> None:
+def ship(work: Path, dest: Path, command: str, run_dir: Path, eval_seed: int) -> None:
     """Copy the finished table to dest (atomic writes), with the command that made it."""
     res = read_json(work / "ablation.json")
     res["command"] = command
     res["weights"] = (f"V and M of {run_dir.name} (the fp32 originals of pretrained/carracing's fp16 V and M); "
-                      "each controller scored on 100 unseen tracks (evaluation seed 1)")
+                      f"each controller scored on {res['episodes']} unseen tracks (evaluation seed {eval_seed})")
     dest.mkdir(parents=True, exist_ok=True)
     write_json(dest / "ablation.json", res)
     write_text(dest / "ablation.md", res["markdown"] + "\n")
 
 
 def main():
+    try:
+        run()
+    except WMError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def run():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run-dir", type=Path, default=Path("runs/car-v1"))
     ap.add_argument("--generations", type=int, default=60)
@@ -101,7 +108,7 @@ def main():
     ablation(args.run_dir, cfg, work, args.episodes, KINDS, log_err, progress=False)
     command = (f"python scripts/ablation_carracing.py --run-dir runs/{args.run_dir.name} --generations "
                f"{args.generations} --episodes {args.episodes}")
-    ship(work, args.ship, command, args.run_dir)
+    ship(work, args.ship, command, args.run_dir, cfg.seed + 1)  # wmlib.ablation scores on seed + 1
     print((args.ship / "ablation.md").read_text())
 
 

@@ -122,8 +122,10 @@ def test_ablation_script_replays_the_runs_own_c_and_ships_the_table(tmp_path):
 
     work, dest = tmp_path / "work", tmp_path / "shipped"
     work.mkdir()
-    (work / "ablation.json").write_text(json.dumps({"rows": [], "markdown": "| table |", "weights": "x"}))
-    script.ship(work, dest, "python scripts/ablation_carracing.py --generations 3", run)
+    (work / "ablation.json").write_text(json.dumps({"rows": [], "markdown": "| table |", "weights": "x",
+                                                    "episodes": 7}))
+    script.ship(work, dest, "python scripts/ablation_carracing.py --generations 3", run, 1)
     shipped = json.loads((dest / "ablation.json").read_text())
-    assert shipped["command"].endswith("--generations 3") and "run" in shipped["weights"]
+    assert shipped["command"].endswith("--generations 3")
+    assert "V and M of run" in shipped["weights"] and "7 unseen tracks (evaluation seed 1)" in shipped["weights"]
     assert (dest / "ablation.md").read_text() == "| table |\n"
