@@ -1,22 +1,28 @@
-"""The paper's CarRacing ablation at the budget of pretrained/carracing's own C, shipped with the book.
+"""The paper's CarRacing ablation with the V and M shipped in pretrained/carracing, shipped with the book.
 
-    python scripts/ablation_carracing.py --run-dir runs/car-v1 --generations 60
-    # rerun the same command after an interrupt: each controller's CMA-ES resumes from its saved state
+    python scripts/ablation_carracing.py --generations 15
+    # rerun the same command after an interrupt, on this machine or a fresh clone: it resumes
 
-Three controllers, each trained by CMA-ES in the real game with the run's V and M and the same budget
-as the run's own C (scripts/pretrained_carracing.py: pop 16 x 2 rollouts, 1,000-step episodes, the
-same seed, so the same training tracks), for GENERATIONS generations, then scored on 100 unseen
-tracks (`wmlib.ablation`):
+Three controllers, each trained from scratch by CMA-ES in the real game with the same V, M and budget
+(the settings of the shipped C, scripts/pretrained_carracing.py: pop 16 x 2 rollouts, 1,000-step
+episodes, the same seed, so the same training tracks) for GENERATIONS generations, then scored on
+100 unseen tracks (`wmlib.ablation`):
 
 - z:        a = tanh(W z + b)
 - z_hidden: a = tanh(W2 tanh(W1 z + b1) + b2), 40 hidden units
-- zh:       a = tanh(W [z, h] + b), the run's own C
+- zh:       a = tanh(W [z, h] + b), the shipped C's architecture
 
-The zh controller with this configuration is the run's CMA-ES itself, so its first GENERATIONS
-generations are copied from RUN/cmaes and replayed (train_cmaes checks every generation's candidates
-against the saved checksums) instead of being played again. The work lives in RUN/ablation-GENERATIONS;
-the table (ablation.json, ablation.md) is then copied to pretrained/carracing/ablation, where chapter 7
+The work lives in runs/carracing-ablation-GENERATIONS (git ignores runs/). Its progress, each
+controller's CMA-ES state (the fitness values cma was told, a few kB) and finished score, is copied to
+pretrained/carracing/ablation/progress-GENERATIONS after every controller and with --save-progress, and
+a fresh clone starts from it, so the ablation can be spread over sittings on different machines; a
+larger --generations goes on from the progress of a smaller one (its generations come first). The
+finished table (ablation.json, ablation.md) goes to pretrained/carracing/ablation, where chapter 7
 shows it.
+
+With --weights RUN, a run of scripts/pretrained_carracing.py, V and M come from that run instead, and
+the zh controller, which with these settings is the run's own CMA-ES, starts from the run's first
+GENERATIONS generations (replayed, checked against their saved checksums, no episode played).
 """
 import argparse
 import importlib.util
@@ -34,9 +40,12 @@ from wmlib.checkpoint import read_json, save_npz, write_json, write_text  # noqa
 from wmlib.errors import WMError  # noqa: E402
 from wmlib.pipeline import log_err  # noqa: E402
 
+SHIPPED = ROOT / "pretrained" / "carracing"
+PROGRESS_FILES = ("cmaes/settings.json", "cmaes/state.npz", "cmaes/log.jsonl", "scores.json")
+
 
 def run_config(generations: int, workers: int):
-    """The run's own configuration (scripts/pretrained_carracing.py), with GENERATIONS for CMA-ES."""
+    """The shipped C's configuration (scripts/pretrained_carracing.py), with GENERATIONS for CMA-ES."""
     spec = importlib.util.spec_from_file_location("pretrained_carracing", ROOT / "scripts" / "pretrained_carracing.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -68,12 +77,60 @@ def seed_zh(run_dir: Path, folder: Path, generations: int) -> None:
     tmp.rename(dst)  # all or nothing: an interrupted copy leaves no half-seeded state
 
 
-def ship(work: Path, dest: Path, command: str, run_dir: Path, eval_seed: int) -> None:
+def _copy_tree_atomic(files: list[tuple[Path, Path]], dst_dir: Path) -> None:
+    tmp = dst_dir.with_name(dst_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for src, rel in files:
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, tmp / rel)
+    old = dst_dir.with_name(dst_dir.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dst_dir.exists():
+        dst_dir.rename(old)
+    tmp.rename(dst_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_progress(work: Path, progress: Path) -> list[str]:
+    """Copy each controller's CMA-ES state and score from the work folder to `progress` (a folder per kind,
+    replaced all at once). Returns the kinds copied."""
+    saved = []
+    for kind in KINDS:
+        files = [(work / kind / rel, Path(rel)) for rel in PROGRESS_FILES if (work / kind / rel).exists()]
+        if any(str(rel) == "cmaes/state.npz" for _, rel in files):
+            _copy_tree_atomic(files, progress / kind)
+            saved.append(kind)
+    return saved
+
+
+def restore_progress(ship_dir: Path, generations: int, work: Path) -> list[str]:
+    """Start each controller that has no state in the work folder from the saved progress: that of this
+    budget (ship_dir/progress-GENERATIONS, score included) or else of the largest smaller budget, whose CMA-ES
+    generations are the first ones of this budget's (same settings and seed), so a longer ablation goes on
+    from a shorter one. Returns the kinds restored."""
+    saved = sorted((int(p.name.split("-")[1]), p) for p in ship_dir.glob("progress-*")
+                   if p.name.split("-")[1].isdigit() and int(p.name.split("-")[1]) <= generations)
+    restored = []
+    for kind in KINDS:
+        if (work / kind / "cmaes").exists():
+            continue
+        for budget, progress in reversed(saved):
+            src = progress / kind
+            if (src / "cmaes" / "state.npz").exists():
+                rels = [rel for rel in PROGRESS_FILES if (src / rel).exists() and
+                        (budget == generations or rel != "scores.json")]
+                _copy_tree_atomic([(src / rel, Path(rel)) for rel in rels], work / kind)
+                restored.append(kind)
+                break
+    return restored
+
+
+def ship(work: Path, dest: Path, command: str, weights_text: str, eval_seed: int) -> None:
     """Copy the finished table to dest (atomic writes), with the command that made it."""
     res = read_json(work / "ablation.json")
     res["command"] = command
-    res["weights"] = (f"V and M of {run_dir.name} (the fp32 originals of pretrained/carracing's fp16 V and M); "
-                      f"each controller scored on {res['episodes']} unseen tracks (evaluation seed {eval_seed})")
+    res["weights"] = (f"V and M of {weights_text}; each controller scored on {res['episodes']} unseen tracks "
+                      f"(evaluation seed {eval_seed})")
     dest.mkdir(parents=True, exist_ok=True)
     write_json(dest / "ablation.json", res)
     write_text(dest / "ablation.md", res["markdown"] + "\n")
@@ -88,28 +145,54 @@ def main():
 
 def run():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run-dir", type=Path, default=Path("runs/car-v1"))
-    ap.add_argument("--generations", type=int, default=60)
+    ap.add_argument("--generations", type=int, default=15)
+    ap.add_argument("--weights", type=Path, default=SHIPPED,
+                    help="V and M: pretrained/carracing (default) or a run of scripts/pretrained_carracing.py")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="working folder (default runs/carracing-ablation-G, or RUN/ablation-G with --weights RUN)")
     ap.add_argument("--episodes", type=int, default=100)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--ship", type=Path, default=ROOT / "pretrained" / "carracing" / "ablation",
-                    help="where the finished table goes (chapter 7 reads pretrained/carracing/ablation)")
+    ap.add_argument("--ship", type=Path, default=SHIPPED / "ablation",
+                    help="where the table and the progress go (chapter 7 reads pretrained/carracing/ablation)")
+    ap.add_argument("--save-progress", action="store_true",
+                    help="only copy the work folder's progress to the ship folder (for stopping mid-way), then exit")
     args = ap.parse_args()
     if args.generations < 1:
         raise SystemExit(f"--generations must be at least 1, got {args.generations}")
+    weights = args.weights
+    is_run = (weights / "run.json").exists()
+    default_work = weights / f"ablation-{args.generations}" if is_run else ROOT / "runs" / f"carracing-ablation-{args.generations}"
+    work = args.work or default_work
+    progress = args.ship / f"progress-{args.generations}"
+    if args.save_progress:  # of the shipped V and M: the only progress that is saved
+        saved = save_progress(work, progress)
+        print(f"saved the progress of {', '.join(saved) or 'no controller'} to {progress}")
+        return
     torch.set_num_threads(1)  # small models on a busy 2-core CPU: one thread is much faster
     cfg = run_config(args.generations, args.workers)
-    run_cfg = read_json(args.run_dir / "run.json") if (args.run_dir / "run.json").exists() else None
-    if run_cfg is None or run_cfg.get("env") != "carracing":
-        raise SystemExit(f"{args.run_dir} is not a CarRacing run of scripts/pretrained_carracing.py (no run.json "
-                         "for carracing): pass --run-dir of that run")
-    work = args.run_dir / f"ablation-{args.generations}"
-    seed_zh(args.run_dir, work / "zh", args.generations)
-    ablation(args.run_dir, cfg, work, args.episodes, KINDS, log_err, progress=False)
-    command = (f"python scripts/ablation_carracing.py --run-dir runs/{args.run_dir.name} --generations "
-               f"{args.generations} --episodes {args.episodes}")
-    ship(work, args.ship, command, args.run_dir, cfg.seed + 1)  # wmlib.ablation scores on seed + 1
-    print((args.ship / "ablation.md").read_text())
+    if is_run and read_json(weights / "run.json").get("env") != "carracing":
+        raise WMError(f"{weights} is a run of another environment: pass pretrained/carracing or a CarRacing run")
+    if not (weights / "vae.safetensors").exists() or not (weights / "mdnrnn.safetensors").exists():
+        raise WMError(f"{weights} has no trained V and M (vae.safetensors, mdnrnn.safetensors): pass "
+                      "pretrained/carracing or a run of scripts/pretrained_carracing.py")
+    shipped_vm = weights.resolve() == SHIPPED.resolve()  # the saved progress is of the shipped V and M only
+    if is_run:
+        seed_zh(weights, work / "zh", args.generations)
+    elif shipped_vm:
+        restored = restore_progress(args.ship, args.generations, work)
+        if restored:
+            log_err(f"resuming {', '.join(restored)} from the progress saved in {args.ship}")
+    for kind in KINDS:  # one at a time, so each finished controller's progress is saved at once
+        ablation(weights, cfg, work, args.episodes, (kind,), log_err, progress=False)
+        if shipped_vm:
+            save_progress(work, progress)
+    res = ablation(weights, cfg, work, args.episodes, KINDS, log_err, progress=False)  # all scored: the table
+    command = f"python scripts/ablation_carracing.py --generations {args.generations} --episodes {args.episodes}"
+    if not shipped_vm:
+        command += f" --weights {weights}"
+    weights_text = "pretrained/carracing (the shipped V and M, stored in fp16)" if shipped_vm else str(weights)
+    ship(work, args.ship, command, weights_text, cfg.seed + 1)  # wmlib.ablation scores on seed + 1
+    print(res["markdown"])
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def test_m_continues_from_weights_alone(tmp_path):
                      0, "cpu", False, logs.append, start=other, start_step=7)
 
 
-def test_ablation_script_replays_the_runs_own_c_and_ships_the_table(tmp_path):
+def test_ablation_script_replays_a_runs_own_c_and_ships_the_table(tmp_path):
     """The ablation's zh controller starts from the run's own first G generations (same settings and seed):
     train_cmaes replays them without playing a generation and lands on the C the run had after G. Asking
     for more generations than the run has is refused; the shipped table carries the command."""
@@ -124,8 +124,70 @@ def test_ablation_script_replays_the_runs_own_c_and_ships_the_table(tmp_path):
     work.mkdir()
     (work / "ablation.json").write_text(json.dumps({"rows": [], "markdown": "| table |", "weights": "x",
                                                     "episodes": 7}))
-    script.ship(work, dest, "python scripts/ablation_carracing.py --generations 3", run, 1)
+    script.ship(work, dest, "python scripts/ablation_carracing.py --generations 3", "runs/run", 1)
     shipped = json.loads((dest / "ablation.json").read_text())
     assert shipped["command"].endswith("--generations 3")
-    assert "V and M of run" in shipped["weights"] and "7 unseen tracks (evaluation seed 1)" in shipped["weights"]
+    assert "V and M of runs/run" in shipped["weights"] and "7 unseen tracks (evaluation seed 1)" in shipped["weights"]
     assert (dest / "ablation.md").read_text() == "| table |\n"
+
+
+def test_ablation_progress_carries_cmaes_to_a_fresh_work_folder(tmp_path):
+    """What a fresh clone gets: the progress folder (CMA-ES state, log, settings, score) copied from one work
+    folder restores into another, whose CMA-ES then replays without playing and goes on exactly as the
+    uninterrupted run; a kind that already has local state is not overwritten."""
+    import dataclasses
+    import json
+
+    import numpy as np
+
+    from wmlib.cmaes import train_cmaes
+
+    script = load_script("ablation_carracing")
+    cmaes = dataclasses.replace(script.run_config(3, 1).cmaes, popsize=4, rollouts=1)
+    ccfg = ControllerConfig(kind="z", z_size=2)
+
+    def fitness(solutions, generation):
+        return -((np.asarray(solutions) - 0.3) ** 2).sum(1, keepdims=True)
+
+    def train(folder, generations, evaluate=fitness):
+        return train_cmaes(evaluate, ccfg, dataclasses.replace(cmaes, generations=generations), folder, "carracing",
+                           0, None, lambda *_: None, False).get_flat()
+
+    straight = train(tmp_path / "straight" / "z", 3)
+    first, progress = tmp_path / "first", tmp_path / "shipped" / "progress-3"
+    train(first / "z", 2)
+    (first / "zh").mkdir(parents=True)  # a kind without CMA-ES state is not saved
+    assert script.save_progress(first, progress) == ["z"]
+    assert sorted(p.name for p in (progress / "z" / "cmaes").iterdir()) == ["log.jsonl", "settings.json", "state.npz"]
+    assert not (progress / "zh").exists()
+
+    fresh = tmp_path / "fresh"
+    assert script.restore_progress(progress.parent, 3, fresh) == ["z"]
+    assert script.restore_progress(progress.parent, 3, fresh) == []  # local state wins from now on
+
+    def never(solutions, generation):
+        raise AssertionError("a saved generation was played again")
+
+    np.testing.assert_array_equal(train(fresh / "z", 2, never), train(first / "z", 2, never))
+    np.testing.assert_array_equal(train(fresh / "z", 3), straight)
+    assert [json.loads(line)["generation"] for line in (fresh / "z" / "cmaes" / "log.jsonl").read_text().splitlines()] \
+        == [1, 2, 3]
+    (fresh / "z" / "scores.json").write_text(json.dumps({"kind": "z", "mean": 1.0}))
+    script.save_progress(fresh, progress)  # replaces the folder: the score travels too
+    assert json.loads((progress / "z" / "scores.json").read_text())["mean"] == 1.0
+    assert sorted(p.name for p in progress.iterdir()) == ["z"]  # no .tmp or .old folder left
+
+    # A longer ablation (5 generations) goes on from the 3 saved ones, without their score; a shorter one
+    # (2) cannot use them.
+    longer = tmp_path / "longer"
+    assert script.restore_progress(progress.parent, 5, longer) == ["z"]
+    assert not (longer / "z" / "scores.json").exists()
+    assert script.restore_progress(progress.parent, 2, tmp_path / "shorter") == []
+    played = []
+
+    def count(solutions, generation):
+        played.append(generation)
+        return fitness(solutions, generation)
+
+    np.testing.assert_array_equal(train(longer / "z", 5, count), train(tmp_path / "straight" / "z", 5))
+    assert played == [3, 4]
