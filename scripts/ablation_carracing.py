@@ -78,6 +78,8 @@ def seed_zh(run_dir: Path, folder: Path, generations: int) -> None:
 
 
 def _copy_tree_atomic(files: list[tuple[Path, Path]], dst_dir: Path) -> None:
+    """Copy (source, relative path) pairs into a new dst_dir that replaces the old one by renames: a kill
+    leaves either folder whole, never a mix of the two."""
     tmp = dst_dir.with_name(dst_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     for src, rel in files:
@@ -161,10 +163,13 @@ def run():
         raise SystemExit(f"--generations must be at least 1, got {args.generations}")
     weights = args.weights
     is_run = (weights / "run.json").exists()
-    default_work = weights / f"ablation-{args.generations}" if is_run else ROOT / "runs" / f"carracing-ablation-{args.generations}"
-    work = args.work or default_work
+    shipped_vm = weights.resolve() == SHIPPED.resolve()  # the saved progress is of the shipped V and M only
+    work = args.work or (weights / f"ablation-{args.generations}" if is_run
+                         else ROOT / "runs" / f"carracing-ablation-{args.generations}")
     progress = args.ship / f"progress-{args.generations}"
-    if args.save_progress:  # of the shipped V and M: the only progress that is saved
+    if args.save_progress:
+        if not shipped_vm:
+            raise SystemExit("--save-progress keeps the progress of the shipped V and M only; drop --weights")
         saved = save_progress(work, progress)
         print(f"saved the progress of {', '.join(saved) or 'no controller'} to {progress}")
         return
@@ -175,7 +180,6 @@ def run():
     if not (weights / "vae.safetensors").exists() or not (weights / "mdnrnn.safetensors").exists():
         raise WMError(f"{weights} has no trained V and M (vae.safetensors, mdnrnn.safetensors): pass "
                       "pretrained/carracing or a run of scripts/pretrained_carracing.py")
-    shipped_vm = weights.resolve() == SHIPPED.resolve()  # the saved progress is of the shipped V and M only
     if is_run:
         seed_zh(weights, work / "zh", args.generations)
     elif shipped_vm:
