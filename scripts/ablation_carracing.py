@@ -1,6 +1,6 @@
 """The paper's CarRacing ablation with the V and M shipped in pretrained/carracing, shipped with the book.
 
-    python scripts/ablation_carracing.py --generations 15
+    python scripts/ablation_carracing.py --generations 30
     # rerun the same command after an interrupt, on this machine or a fresh clone: it resumes
 
 Three controllers, each trained from scratch by CMA-ES in the real game with the same V, M and budget
@@ -147,7 +147,7 @@ def main():
 
 def run():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--generations", type=int, default=15)
+    ap.add_argument("--generations", type=int, default=30)
     ap.add_argument("--weights", type=Path, default=SHIPPED,
                     help="V and M: pretrained/carracing (default) or a run of scripts/pretrained_carracing.py")
     ap.add_argument("--work", type=Path, default=None,
