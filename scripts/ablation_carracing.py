@@ -110,8 +110,8 @@ def restore_progress(ship_dir: Path, generations: int, work: Path) -> list[str]:
     budget (ship_dir/progress-GENERATIONS, score included) or else of the largest smaller budget, whose CMA-ES
     generations are the first ones of this budget's (same settings and seed), so a longer ablation goes on
     from a shorter one. Returns the kinds restored."""
-    saved = sorted((int(p.name.split("-")[1]), p) for p in ship_dir.glob("progress-*")
-                   if p.name.split("-")[1].isdigit() and int(p.name.split("-")[1]) <= generations)
+    budgets = ((p.name.removeprefix("progress-"), p) for p in ship_dir.glob("progress-*"))
+    saved = sorted((int(g), p) for g, p in budgets if g.isdigit() and int(g) <= generations)
     restored = []
     for kind in KINDS:
         if (work / kind / "cmaes").exists():
@@ -186,11 +186,9 @@ def run():
         restored = restore_progress(args.ship, args.generations, work)
         if restored:
             log_err(f"resuming {', '.join(restored)} from the progress saved in {args.ship}")
-    for kind in KINDS:  # one at a time, so each finished controller's progress is saved at once
-        ablation(weights, cfg, work, args.episodes, (kind,), log_err, progress=False)
-        if shipped_vm:
-            save_progress(work, progress)
-    res = ablation(weights, cfg, work, args.episodes, KINDS, log_err, progress=False)  # all scored: the table
+    # Each controller's progress is saved as soon as it is scored, not only at the end.
+    res = ablation(weights, cfg, work, args.episodes, KINDS, log_err, progress=False,
+                   after_kind=(lambda kind: save_progress(work, progress)) if shipped_vm else None)
     command = f"python scripts/ablation_carracing.py --generations {args.generations} --episodes {args.episodes}"
     if not shipped_vm:
         command += f" --weights {weights}"

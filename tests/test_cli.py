@@ -257,6 +257,23 @@ def test_ablation_table(smoke_run, tmp_path):
     assert json.loads((out / "z" / "controller.json").read_text())["config"]["kind"] == "z"
 
 
+def test_ablation_reports_each_newly_scored_kind(smoke_runs, tmp_path):
+    """after_kind runs once per kind as soon as it is scored (how scripts/ablation_carracing.py saves its
+    progress), and not again for a kind read back from an earlier run."""
+    import dataclasses
+
+    from wmlib.ablation import ablation
+    from wmlib.profiles import get_config
+
+    cfg = get_config("carracing", "smoke", 0)
+    cfg.cmaes = dataclasses.replace(cfg.cmaes, generations=1, workers=1)
+    done = []
+    ablation(smoke_runs("carracing"), cfg, tmp_path, 2, ("z", "zh"), lambda *_: None, False, after_kind=done.append)
+    assert done == ["z", "zh"] and (tmp_path / "z" / "scores.json").exists()
+    ablation(smoke_runs("carracing"), cfg, tmp_path, 2, ("z", "zh"), lambda *_: None, False, after_kind=done.append)
+    assert done == ["z", "zh"]
+
+
 def test_collect_policy_option(tmp_path):
     """--policy picks the data policy of the random rollouts; an unknown one is a clear error."""
     user_error(wmlib_main("collect", "--env", "carracing", "--profile", "smoke", "--run-dir", tmp_path / "bad",

@@ -42,7 +42,9 @@ def train_real(weights: Path, out: Path, controller: ControllerConfig, cfg: RunC
 
 
 def ablation(weights: Path, cfg: RunConfig, out: Path, episodes: int = 100, kinds=KINDS, log=print,
-             progress=True, executor=None) -> dict:
+             progress=True, executor=None, after_kind=None) -> dict:
+    """Train and score each kind in turn (a kind already scored is read back); after_kind(kind), if given, is
+    called once a kind has been newly scored, e.g. to save its state somewhere safe."""
     weights, out = Path(weights), Path(out)
     if cfg.env != "carracing":
         raise WMError(f"the ablation is the paper's CarRacing experiment; got env {cfg.env!r}")
@@ -74,6 +76,8 @@ def ablation(weights: Path, cfg: RunConfig, out: Path, episodes: int = 100, kind
             write_json(result_path, row)
             log(f"ablation {kind}: {row['mean']:.0f} ± {row['std']:.0f} over {episodes} episodes")
             rows.append(row)
+            if after_kind is not None:
+                after_kind(kind)
     finally:
         if own and ex is not None:
             ex.shutdown(cancel_futures=True)
