@@ -259,7 +259,7 @@ def write_synthetic(directory: Path, episodes: int, frames: int, seed: int = 0) 
 
 def mem_child(episodes_dir: str, out_dir: str, threads: int) -> None:
     """Child process body: train V once, print one JSON line with its memory figures."""
-    from wmlib.profiles import VAETrainConfig
+    from wmlib.train_vae import VAETrainConfig
     from wmlib.train_vae import train_vae
     if threads > 0:
         torch.set_num_threads(threads)

@@ -35,10 +35,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from wmlib.ablation import KINDS, ablation  # noqa: E402
+from wmlib.studies.ablation import KINDS, ablation  # noqa: E402
 from wmlib.checkpoint import read_json, save_npz, write_json, write_text  # noqa: E402
 from wmlib.errors import WMError  # noqa: E402
-from wmlib.pipeline import log_err  # noqa: E402
+from wmlib.run.pipeline import log_err  # noqa: E402
 
 SHIPPED = ROOT / "pretrained" / "carracing"
 PROGRESS_FILES = ("cmaes/settings.json", "cmaes/state.npz", "cmaes/log.jsonl", "scores.json")

@@ -17,8 +17,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from wmlib.cmaes import CMAESConfig  # noqa: E402
-from wmlib.pipeline import open_run, stage_collect, stage_controller, stage_mdnrnn, stage_vae, timed  # noqa: E402
-from wmlib.profiles import get_config  # noqa: E402
+from wmlib.run.pipeline import open_run, stage_collect, stage_controller, stage_mdnrnn, stage_vae, timed  # noqa: E402
+from wmlib.run.profiles import get_config  # noqa: E402
 
 
 def config(generations: int, workers: int):

@@ -29,15 +29,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from wmlib.checkpoint import load_model, write_json  # noqa: E402
 from wmlib.collect import collect  # noqa: E402
-from wmlib.dreamcheck import dream_check  # noqa: E402
+from wmlib.studies.dreamcheck import dream_check  # noqa: E402
 from wmlib.mdnrnn import MDNRNN, MDNRNNConfig  # noqa: E402
 from wmlib.parallel import make_executor  # noqa: E402
-from wmlib.pipeline import open_run, stage_controller_dream  # noqa: E402
-from wmlib.profiles import CMAESConfig, MDNTrainConfig, get_config  # noqa: E402
+from wmlib.run.pipeline import open_run, stage_controller_dream  # noqa: E402
+from wmlib.cmaes import CMAESConfig  # noqa: E402
+from wmlib.train_mdnrnn import MDNTrainConfig
+from wmlib.run.profiles import get_config
 from wmlib.rollout import evaluate  # noqa: E402
 from wmlib.series import encode_series, pack_series  # noqa: E402
 from wmlib.train_mdnrnn import train_mdnrnn  # noqa: E402
-from wmlib.train_vae import pick_device  # noqa: E402
+from wmlib.checkpoint import pick_device  # noqa: E402
 from wmlib.vae import ConvVAE, VAEConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

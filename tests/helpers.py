@@ -48,7 +48,7 @@ def wmlib_main(*args):
     import contextlib
     import io
 
-    from wmlib.cli import main
+    from wmlib.run.cli import main
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:

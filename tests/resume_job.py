@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from wmlib.mdnrnn import MDNRNNConfig
-from wmlib.profiles import MDNTrainConfig, VAETrainConfig
+from wmlib.train_mdnrnn import MDNTrainConfig
+from wmlib.train_vae import VAETrainConfig
 from wmlib.series import pack_series
 from wmlib.train_mdnrnn import train_mdnrnn
 from wmlib.train_vae import train_vae

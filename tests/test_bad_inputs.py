@@ -26,13 +26,17 @@ import wmlib  # noqa: F401  (registers wmlib/Dream-v0)
 from wmlib.agent import Agent
 from wmlib.checkpoint import load_model, load_torch_state, save_model, save_npz, save_torch_state, write_json
 from wmlib.cmaes import CMAESConfig
-from wmlib.collect import collect, load_episode
+from wmlib.collect import collect
+from wmlib.episodes import load_episode
 from wmlib.controller import Controller, ControllerConfig
 from wmlib.dream import DreamConfig, DreamEnv, DreamModel, DreamVectorEnv, dream_returns
 from wmlib.envs import make_env
 from wmlib.errors import WMError
 from wmlib.mdnrnn import MDNRNN, MDNRNNConfig, sample_next_z
-from wmlib.profiles import CollectConfig, MDNTrainConfig, RunConfig, VAETrainConfig, get_config
+from wmlib.collect import CollectConfig
+from wmlib.train_mdnrnn import MDNTrainConfig
+from wmlib.run.profiles import RunConfig, get_config
+from wmlib.train_vae import VAETrainConfig
 from wmlib.series import encode_series, pack_series
 from wmlib.train_mdnrnn import train_mdnrnn
 from wmlib.train_vae import train_vae

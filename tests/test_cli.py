@@ -262,8 +262,8 @@ def test_ablation_reports_each_newly_scored_kind(smoke_runs, tmp_path):
     progress), and not again for a kind read back from an earlier run."""
     import dataclasses
 
-    from wmlib.ablation import ablation
-    from wmlib.profiles import get_config
+    from wmlib.studies.ablation import ablation
+    from wmlib.run.profiles import get_config
 
     cfg = get_config("carracing", "smoke", 0)
     cfg.cmaes = dataclasses.replace(cfg.cmaes, generations=1, workers=1)

@@ -8,7 +8,8 @@ from gymnasium.utils.env_checker import check_env
 import wmlib  # noqa: F401  (registers wmlib/Dream-v0)
 from wmlib.checkpoint import save_model, save_npz
 from wmlib.controller import KINDS, Controller, ControllerConfig
-from wmlib.dream import DreamEnv, DreamModel, DreamVectorEnv, batched_controller, dream_returns
+from wmlib.dream import DreamEnv, DreamModel, DreamVectorEnv, dream_returns
+from wmlib.controller import batched_controller
 from wmlib.errors import WMError
 from wmlib.mdnrnn import MDNRNN, MDNRNNConfig
 from wmlib.vae import ConvVAE, VAEConfig
@@ -186,7 +187,7 @@ def test_missing_weights_dir(tmp_path):
 
 def test_dream_check_dream_only(weights):
     """real=False plays only the dream half, with the same seeds as the full check's dream half."""
-    from wmlib.dreamcheck import dream_check, dream_check_markdown, dream_survival
+    from wmlib.studies.dreamcheck import dream_check, dream_check_markdown, dream_survival
 
     res = dream_check(weights, episodes=3, tau=1.15, seed=4, max_steps=40, policies=("noop", "held_random"),
                       real=False, progress=False)

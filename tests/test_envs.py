@@ -92,7 +92,7 @@ def test_unknown_env_name():
 @pytest.mark.parametrize("name,cap", [("carracing", 1000), ("doom", 2100)])
 def test_default_episode_caps(name, cap):
     """Without max_steps, episodes end at the env's own cap: evaluation must not run past it."""
-    from wmlib.collect import _cached_env
+    from wmlib.envs import cached_env as _cached_env
     e = _cached_env(name, None)
     assert e.env._max_episode_steps == cap and e.spec.max_episode_steps == cap
 

@@ -13,10 +13,9 @@ import torch
 
 from wmlib.checkpoint import save_model
 from wmlib.mdnrnn import MDNRNN
-from wmlib.parallel import (DaskExecutor, WeightsBundle, WorkerPool, bundle_weights, local_weights, run_tasks,
-                            ship_weights)
-from wmlib.pipeline import open_run
-from wmlib.profiles import get_config
+from wmlib.parallel import DaskExecutor, WeightsBundle, WorkerPool, bundle_weights, local_weights, run_tasks, ship_weights
+from wmlib.run.pipeline import open_run
+from wmlib.run.profiles import get_config
 from wmlib.vae import ConvVAE
 
 from .helpers import ROOT, same_tensors, wmlib_cli
@@ -188,7 +187,8 @@ def test_dask_cluster_loses_a_worker_and_gets_the_local_results(tmp_path):
         client.close()
 
         # Collection on the cluster: the worker sends the episodes back and they are written here.
-        from wmlib.collect import collect, load_episode
+        from wmlib.collect import collect
+        from wmlib.episodes import load_episode
         ex = DaskExecutor(address)
         try:
             remote_eps = collect("doom", tmp_path / "dask_eps", 2, seed=5, max_steps=60, executor=ex, progress=False)

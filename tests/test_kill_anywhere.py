@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 from wmlib.checkpoint import load_torch_state
-from wmlib.profiles import get_config
+from wmlib.run.profiles import get_config
 
 from .helpers import smoke_run_args, start
 

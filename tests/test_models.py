@@ -15,12 +15,11 @@ import torch
 from torch.distributions import Categorical, MixtureSameFamily, Normal
 
 from wmlib.checkpoint import load_model, save_model
-from wmlib.cli import param_counts
+from wmlib.run.profiles import param_counts
 from wmlib.controller import KINDS, Controller, ControllerConfig
 from wmlib.errors import WMError
 from wmlib.mdnrnn import MDNRNN, MDNRNNConfig, mdn_nll, sample_next_z
-from wmlib.vae import (ConvVAE, VAEConfig, VAEOutput, frames_to_tensor, kl_divergence, tensor_to_frames,
-                       vae_loss)
+from wmlib.vae import ConvVAE, VAEConfig, VAEOutput, frames_to_tensor, kl_divergence, tensor_to_frames, vae_loss
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,10 +1,10 @@
-"""wmlib.notebook helpers the chapters use: glue works with and without myst-nb."""
+"""wmlib.book helpers the chapters use: glue works with and without myst-nb."""
 import sys
 
 import numpy as np
 import pytest
 
-from wmlib.notebook import book_run_config, glue
+from wmlib.book.notebook import book_run_config, glue
 
 
 def test_glue_without_myst_nb_returns_plain_value(monkeypatch):
@@ -43,7 +43,7 @@ def test_book_run_config_rejects_unknown_profile_and_env():
 
 
 def test_book_run_dir_changes_with_the_sizes(monkeypatch, tmp_path):
-    import wmlib.notebook as nb
+    import wmlib.book.notebook as nb
     monkeypatch.chdir(tmp_path)
     cfg, run = book_run_config("carracing", "smoke")
     assert run.parent == tmp_path / "runs" and run.name.startswith("book-carracing-smoke-")
@@ -56,7 +56,7 @@ def test_book_run_dir_changes_with_the_sizes(monkeypatch, tmp_path):
 def test_quote_glues_plain_numbers_without_display(glued, monkeypatch):
     import torch
 
-    from wmlib.notebook import quote
+    from wmlib.book.notebook import quote
 
     seen = glued
     assert quote("a", np.float32(0.5)) == 0.5 and type(seen["a"][0]) is float and seen["a"][1] is False
@@ -69,7 +69,7 @@ def test_quote_glues_plain_numbers_without_display(glued, monkeypatch):
 
 
 def test_fireball_pixels_counts_bright_yellow_only():
-    from wmlib.doom_chapters import fireball_mask, fireball_pixels
+    from wmlib.book.doom import fireball_mask, fireball_pixels
 
     frames = np.full((2, 8, 8, 3), 30, np.uint8)  # two frames of a dark room
     frames[0, 1, 1:4] = (255, 220, 60)  # a fireball: three bright yellow pixels
@@ -84,7 +84,7 @@ def test_fireball_pixels_counts_bright_yellow_only():
 
 
 def test_sweep_sizes_rejects_an_unknown_profile_and_returns_a_copy():
-    from wmlib.doom_chapters import SWEEP_SIZES, sweep_sizes
+    from wmlib.book.doom import SWEEP_SIZES, sweep_sizes
     from wmlib.errors import WMError
 
     with pytest.raises(WMError, match=r"'huge'.*smoke, default, paper"):
@@ -96,7 +96,7 @@ def test_sweep_sizes_rejects_an_unknown_profile_and_returns_a_copy():
 
 
 def test_live_dir_depends_only_on_the_weight_files(tmp_path):
-    from wmlib.doom_chapters import live_dir
+    from wmlib.book.doom import live_dir
 
     def weights(folder, mdnrnn=b"M", vae=b"V"):
         folder.mkdir()
@@ -114,7 +114,7 @@ def test_live_dir_depends_only_on_the_weight_files(tmp_path):
 
 
 def test_open_weights_finds_the_root_and_says_where_the_weights_come_from(tmp_path, monkeypatch, capsys, glued):
-    from wmlib.doom_chapters import live_dir, open_weights
+    from wmlib.book.doom import live_dir, open_weights
 
     weights = tmp_path / "mine"
     weights.mkdir()

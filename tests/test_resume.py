@@ -59,9 +59,9 @@ def test_mdnrnn_training_resumes_exactly(tmp_path):
 # ---- what a kill can leave, that tests/test_kill_anywhere.py hits only when its timing is right ----------
 
 def test_a_rerun_removes_the_temporary_files_of_killed_writes(tmp_path):
-    from wmlib.collect import clean_partial_files
-    from wmlib.pipeline import open_run
-    from wmlib.profiles import get_config
+    from wmlib.episodes import clean_partial_files
+    from wmlib.run.pipeline import open_run
+    from wmlib.run.profiles import get_config
     cfg = get_config("doom", "smoke")
     fresh = tmp_path / "fresh"
     fresh.mkdir()

@@ -10,7 +10,7 @@ from wmlib.checkpoint import load_model, load_torch_state, save_model
 from wmlib.controller import Controller, ControllerConfig
 from wmlib.errors import WMError
 from wmlib.mdnrnn import MDNRNN, MDNRNNConfig
-from wmlib.profiles import MDNTrainConfig
+from wmlib.train_mdnrnn import MDNTrainConfig
 from wmlib.series import encode_series, pack_series
 from wmlib.train_mdnrnn import train_mdnrnn
 from wmlib.vae import ConvVAE, VAEConfig

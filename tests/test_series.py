@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from wmlib.checkpoint import save_model
-from wmlib.collect import load_episode
-from wmlib.series import encode_series, prefetched
+from wmlib.episodes import load_episode
+from wmlib.series import encode_series
+from wmlib.episodes import prefetched
 from wmlib.vae import ConvVAE, VAEConfig
 
 from .helpers import ROOT, write_synthetic_episodes
@@ -50,7 +51,7 @@ def test_threaded_encoding_writes_the_same_series(tmp_path):
 def test_import_needs_neither_pygame_nor_box2d():
     """FastCarRacing is registered by name: a Doom-only machine (or a GPU box without them) imports wmlib."""
     code = ("import sys; sys.modules['pygame'] = None; sys.modules['Box2D'] = None\n"
-            "import gymnasium, wmlib, wmlib.dream, wmlib.pipeline\n"
+            "import gymnasium, wmlib, wmlib.dream, wmlib.run.pipeline\n"
             "assert 'wmlib/FastCarRacing-v3' in gymnasium.envs.registry\n"
             "assert 'wmlib.fast_carracing' not in sys.modules")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

@@ -4,9 +4,9 @@ import pytest
 
 from wmlib.checkpoint import load_model, read_json
 from wmlib.controller import Controller, ControllerConfig
-from wmlib.doom_chapters import sweep_config
+from wmlib.book.doom import sweep_config
 from wmlib.errors import WMError
-from wmlib.tausweep import ship_sweep, sweep_markdown, tau_sweep
+from wmlib.studies.tausweep import ship_sweep, sweep_markdown, tau_sweep
 
 from .test_dream import make_weights
 

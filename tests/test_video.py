@@ -5,7 +5,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from wmlib.notebook import video, video_bytes
+from wmlib.book.notebook import video, video_bytes
 
 
 def _probe(data: bytes, tmp_path) -> str:

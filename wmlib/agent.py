@@ -3,6 +3,8 @@
 The order within a step follows the authors' code: z_t = V(frame_t); a_t = C(z_t, h_t);
 h_{t+1} = M(z_t, a_t, h_t). C reads a *sampled* z, not the mean, as the authors did.
 """
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import torch
 from .checkpoint import load_model
 from .controller import Controller, ControllerConfig, batched_controller
 from .mdnrnn import MDNRNN, MDNRNNConfig
+from .parallel import local_weights
 from .vae import ConvVAE, VAEConfig, frames_to_tensor
 
 
@@ -92,3 +95,23 @@ def load_agent(weights: Path, env: str, controller: Controller | None = None, de
     if controller is None:
         controller, _ = load_model(Controller, ControllerConfig, weights, "controller", env, device)
     return Agent(vae, mdnrnn, controller, device)
+
+
+_AGENTS = threading.local()  # per thread: a Dask worker may run several tasks at once
+
+
+def cached_agent(env: str, weights, controller_config: dict | None = None) -> Agent:
+    """This process's (and thread's) agent for these weights, loaded once and kept between a worker's tasks.
+
+    weights: a path, or a WeightsBundle shipped by a DaskExecutor. controller_config: None (the weights' own
+    C) or the config of a C whose parameters each task brings (a CMA-ES candidate). The weights are loaded
+    again when their files change.
+    """
+    weights = local_weights(weights)
+    files = [Path(weights) / f for f in ("vae.safetensors", "mdnrnn.safetensors", "controller.safetensors")]
+    key = (env, str(weights), repr(controller_config),
+           tuple(os.path.getmtime(f) if f.exists() else 0 for f in files))
+    if getattr(_AGENTS, "key", None) != key:
+        controller = Controller(ControllerConfig(**controller_config)) if controller_config else None
+        _AGENTS.agent, _AGENTS.key = load_agent(Path(weights), env, controller), key
+    return _AGENTS.agent

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -226,3 +227,39 @@ def load_model(cls, config_cls, directory: Path, name: str, env: str | None = No
 
 
 _STAGE_OF = {"vae": "train-vae", "mdnrnn": "train-mdnrnn", "controller": "train-controller"}
+
+
+def file_digest(path: Path) -> str:
+    """A short sha256 of a file's bytes: names the V that encoded a series, or the weights a cache belongs to."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """The torch device V and M train and dream on: the one asked for, else the GPU when there is one."""
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+WEIGHT_FILES = ("vae.safetensors", "vae.json", "mdnrnn.safetensors", "mdnrnn.json", "initial_z.npz")
+
+
+def link_shared(weights: Path, folder: Path, names=WEIGHT_FILES) -> None:
+    """Hard-link (or copy) trained V and M files into folder, which then works as a weights directory of its
+    own (a controller of the tau sweep or of the ablation is trained and scored there)."""
+    weights, folder = Path(weights), Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        src, dst = weights / name, folder / name
+        if not src.exists():
+            raise WMError(f"{src} is missing: pass a run or weights directory with trained V and M "
+                          f"({', '.join(names)})")
+        if not dst.exists():
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)

@@ -3,30 +3,31 @@
 Episode i of a collection is fully determined by (seed, i): its env seed and policy seed come from
 `numpy.random.SeedSequence([seed, i, attempt])`. A killed collection therefore resumes by writing
 exactly the episodes whose files are missing: no duplicates, no gaps, and never a half-written file
-(each is written to a temporary name and renamed).
-
-File format (numpy .npz, no pickles): obs uint8 (T, 64, 64, 3), action float32 (T, A) in controller
-space, reward float32 (T,), done bool (T,) (true only on the last step of an episode the game ended,
-not one the time limit cut), plus scalars seed and policy.
+(each is written to a temporary name and renamed). The file format is in episodes.py.
 """
 import os
-import shutil
-import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import save_npz
-from .envs import cached_env as _cached_env, check_env_name
-from .errors import WMError
+from .envs import cached_env, check_env_name
+from .episodes import clean_partial_files, episode_path, save_episode
+from .errors import WMError, check_fields
 from .parallel import local_weights, make_executor, run_tasks, ship_weights
 from .policies import POLICIES, make_policy
 
-EPISODE_GLOB = "ep_*.npz"
 
+@dataclass
+class CollectConfig:
+    episodes: int = 10_000
+    max_steps: int = 1000
+    policy: str = "random_weights"  # CarRacing: random_weights | brownian; Doom: held_random
+    min_length: int = 0  # episodes this short or shorter are replaced (Doom: 100)
+    workers: int | None = None  # None: one per CPU core
 
-def episode_path(directory: Path, index: int) -> Path:
-    return Path(directory) / f"ep_{index:06d}.npz"
+    def __post_init__(self):
+        check_fields(self, positive=("episodes", "max_steps"), non_negative=("min_length", "workers"))
 
 
 def episode_seed(seed: int, index: int, attempt: int = 0) -> int:
@@ -53,7 +54,7 @@ def collect_episode(task: tuple):
     """Worker: play one episode and write it to `directory`; returns its length. With no directory (a
     worker that cannot see this machine's disk) it returns the episode's arrays instead."""
     env_name, directory, index, seed, policy_name, max_steps, min_length, weights, noise = task
-    env = _cached_env(env_name, max_steps)
+    env = cached_env(env_name, max_steps)
     weights = None if weights is None else local_weights(weights)
     for attempt in range(1000):
         s = episode_seed(seed, index, attempt)
@@ -65,20 +66,8 @@ def collect_episode(task: tuple):
     ep.update(seed=np.int64(s), policy=np.str_(policy_name))
     if directory is None:
         return ep
-    save_npz(episode_path(directory, index), **ep)
+    save_episode(episode_path(directory, index), ep)
     return len(ep["obs"])
-
-
-def clean_partial_files(directory: Path) -> int:
-    """Remove temporary files (and folders: series/.packed.tmp) a killed writer left behind."""
-    n = 0
-    for p in Path(directory).glob(".*.tmp"):
-        if p.is_dir():  # unlink() would raise IsADirectoryError and stop the rerun that should clean up
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-        n += 1
-    return n
 
 
 def collect(env: str, directory: Path, episodes: int, seed: int = 0, policy: str | None = None,
@@ -107,42 +96,9 @@ def collect(env: str, directory: Path, episodes: int, seed: int = 0, policy: str
     try:
         for i, result in run_tasks(collect_episode, tasks, ex, desc=f"collect {env}", progress=progress):
             if remote:
-                save_npz(episode_path(directory, todo[i]), **result)
+                save_episode(episode_path(directory, todo[i]), result)
     finally:
         if own and ex is not None:
             ex.shutdown(cancel_futures=True)
     return [episode_path(directory, i) for i in range(episodes)]
 
-
-def list_episodes(directory: Path, what: str = "episode") -> list[Path]:
-    directory = Path(directory)
-    files = sorted(directory.glob(EPISODE_GLOB)) if directory.is_dir() else []
-    if not files:
-        raise WMError(f"no {what} files (ep_*.npz) in {directory}; run `python -m wmlib collect` first, or "
-                      "pass the run directory that holds them")
-    return files
-
-
-def load_episode(path: Path, keys=("obs", "action", "reward", "done")) -> dict:
-    """Load an episode file, turning every kind of damage into an error that says what to do."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            ep = {k: f[k] for k in keys}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
-        raise WMError(f"episode file {path} is corrupt or incomplete ({type(e).__name__}: {e}). Delete it and "
-                      "rerun the same `python -m wmlib collect` command: it re-creates exactly the missing "
-                      "episodes") from e
-    if "obs" in ep and (ep["obs"].dtype != np.uint8 or ep["obs"].ndim != 4 or ep["obs"].shape[1:] != (64, 64, 3)):
-        raise WMError(f"episode file {path} holds frames of shape {ep['obs'].shape} {ep['obs'].dtype}, expected "
-                      "uint8 (T, 64, 64, 3); it was not written by wmlib collect: remove it")
-    # Cheap checks that stop damage here rather than as a broadcast error or a silently NaN loss in training.
-    lengths = {k: len(a) if a.ndim else None for k, a in ep.items()}
-    if len(set(lengths.values())) > 1 or not all(lengths.values()):
-        raise WMError(f"{path} holds arrays of lengths {lengths}, but every array of an episode needs the same "
-                      "number (>= 1) of steps; the file is damaged or not wmlib's: delete it and rerun the command "
-                      "that wrote it (it re-creates exactly the missing files)")
-    bad = [k for k, a in ep.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
-    if bad:
-        raise WMError(f"{path} holds NaN or infinite values in {', '.join(bad)}; delete it and rerun the command "
-                      "that wrote it (it re-creates exactly the missing files)")
-    return ep

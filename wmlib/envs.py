@@ -22,8 +22,6 @@ from PIL import Image
 from .errors import WMError
 
 ENV_NAMES = ("carracing", "doom")
-GYM_IDS = {"carracing": "CarRacing-v3", "doom": "VizdoomTakeCover-v1"}
-ACTION_SIZES = {"carracing": 3, "doom": 1}
 MAX_STEPS = {"carracing": 1000, "doom": 2100}
 
 

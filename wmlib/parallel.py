@@ -230,11 +230,6 @@ def _same(x):
     return x
 
 
-def executor_for(workers: int | None, dask_scheduler: str | None = None) -> Executor | None:
-    """The command line's executor: a Dask client if a scheduler address is given, else local processes."""
-    return DaskExecutor(dask_scheduler) if dask_scheduler else make_executor(workers)
-
-
 def run_tasks(fn, tasks: list, executor: Executor | None, desc: str = "", progress: bool = True,
               max_restarts: int = 3):
     """Yield (index, result) for fn(task) over tasks, as they finish; in this process if no executor.

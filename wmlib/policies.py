@@ -65,8 +65,8 @@ class HeldRandomPolicy:
 
 class AgentPolicy:
     def __init__(self, seed: int, env: str, weights: str, noise: float):
-        from .rollout import _worker_agent  # one agent per process, loaded once
-        self.agent = _worker_agent(env, weights, None)
+        from .agent import cached_agent  # one agent per process, loaded once
+        self.agent = cached_agent(env, weights)
         self.agent.reset(1, seed)
         self.rng, self.noise = np.random.default_rng(seed), noise
 

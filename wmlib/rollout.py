@@ -7,16 +7,14 @@ weights file), and receive only the controller's parameters with each task.
 """
 import numbers
 import os
-import threading
 from pathlib import Path
 
 import numpy as np
 
-from .agent import Agent, load_agent
-from .envs import cached_env as _cached_env
-from .controller import Controller, ControllerConfig
+from .agent import Agent, cached_agent, load_agent
+from .envs import cached_env
 from .errors import WMError
-from .parallel import executor_workers, local_weights, make_executor, run_tasks, ship_weights
+from .parallel import executor_workers, make_executor, run_tasks, ship_weights
 
 
 def eval_seed(seed: int, episode: int) -> int:
@@ -60,29 +58,14 @@ def rollout(env, agent: Agent, seed: int, max_steps: int | None = None) -> tuple
     return float(totals[0]), int(steps[0])
 
 
-_AGENTS = threading.local()  # per thread: a Dask worker may run several tasks at once
-
-
-def _worker_agent(env_name: str, weights, controller_config: dict | None) -> Agent:
-    """This worker's agent for these weights (a path, or a WeightsBundle shipped by a DaskExecutor)."""
-    weights = local_weights(weights)
-    files = [Path(weights) / f for f in ("vae.safetensors", "mdnrnn.safetensors", "controller.safetensors")]
-    key = (env_name, str(weights), repr(controller_config),
-           tuple(os.path.getmtime(f) if f.exists() else 0 for f in files))
-    if getattr(_AGENTS, "key", None) != key:
-        controller = Controller(ControllerConfig(**controller_config)) if controller_config else None
-        _AGENTS.agent, _AGENTS.key = load_agent(Path(weights), env_name, controller), key
-    return _AGENTS.agent
-
-
 def rollout_task(task: tuple) -> list[tuple[float, int]]:
     """Worker: (env, weights dir, controller config or None, params (K, P) or None, seeds (K,), max_steps).
 
     Plays the K episodes side by side on K environments this process keeps between tasks.
     """
     env_name, weights, controller_config, params, seeds, max_steps = task
-    agent = _worker_agent(env_name, weights, controller_config)
-    envs = [_cached_env(env_name, max_steps, k) for k in range(len(seeds))]  # None: the env's own cap
+    agent = cached_agent(env_name, weights, controller_config)
+    envs = [cached_env(env_name, max_steps, k) for k in range(len(seeds))]  # None: the env's own cap
     totals, steps = rollout_many(envs, agent, seeds, params, None)
     return [(float(t), int(s)) for t, s in zip(totals, steps)]
 

@@ -6,8 +6,6 @@ as memory maps: random windows without loading the whole data set. series/meta.j
 V made the series; series from another V are thrown away and encoded again. The first frame of each
 episode is stored apart (initial_z.npz) for the dream's reset.
 """
-import collections
-import hashlib
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -17,41 +15,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import DISK_FULL_ERRNOS, disk_full_error, read_json, save_npz, write_json
-from .collect import clean_partial_files, list_episodes, load_episode
+from .checkpoint import DISK_FULL_ERRNOS, disk_full_error, file_digest, read_json, save_npz, write_json
+from .episodes import clean_partial_files, list_episodes, load_episode, prefetched
 from .errors import WMError
 from .vae import ConvVAE, frames_to_tensor
 
 PACKED = ("mu", "logvar", "action", "done", "starts", "lengths")
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
-def prefetched(fn, items, ahead: int):
-    """fn(item) for each item, in order, with up to `ahead` calls running ahead on threads.
-
-    Loading an episode is mostly zlib inflating its frames, which releases the GIL: threads keep V fed
-    (two loaders read Doom episodes 1.75x as fast as one on a 2-core CPU) and hold at most `ahead` episodes
-    in memory.
-    """
-    items = list(items)
-    if ahead <= 1 or len(items) <= 1:
-        yield from map(fn, items)
-        return
-    with ThreadPoolExecutor(max_workers=ahead) as pool:
-        pending = collections.deque(pool.submit(fn, x) for x in items[:ahead])
-        for x in items[ahead:]:
-            done = pending.popleft()
-            pending.append(pool.submit(fn, x))
-            yield done.result()
-        while pending:
-            yield pending.popleft().result()
 
 
 @torch.no_grad()

@@ -7,6 +7,7 @@ code; without one (CarRacing) the steps after the episode's end are masked out. 
 on each episode's last step, whose "next frame" belongs to another episode.
 """
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -14,12 +15,26 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import load_torch_state, save_model, save_torch_state
-from .errors import WMError
+from .checkpoint import load_torch_state, pick_device, save_model, save_torch_state
+from .errors import WMError, check_fields
 from .mdnrnn import MDNRNN, MDNRNNConfig, done_loss, mdn_nll
-from .profiles import MDNTrainConfig
 from .series import load_packed
-from .train_vae import pick_device
+
+
+@dataclass
+class MDNTrainConfig:
+    steps: int = 4000
+    batch_size: int = 100
+    seq_len: int = 999
+    lr: float = 1e-3
+    min_lr: float = 1e-3
+    lr_decay: float = 1.0  # lr_t = (lr - min_lr) * lr_decay ** t + min_lr, as in the authors' code
+    grad_clip: float = 1.0  # gradients clipped to [-1, 1] element-wise
+    checkpoint_every_s: float = 60.0
+
+    def __post_init__(self):
+        check_fields(self, positive=("batch_size", "seq_len", "lr", "lr_decay", "grad_clip"),
+                     non_negative=("steps", "min_lr", "checkpoint_every_s"))
 
 
 class Batch(NamedTuple):

@@ -7,24 +7,30 @@ was never interrupted (on CPU, same seed).
 """
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import load_torch_state, save_model, save_torch_state
-from .collect import list_episodes
-from .data import epoch_blocks, iterate_blocks
-from .errors import WMError
-from .profiles import VAETrainConfig
+from .checkpoint import load_torch_state, pick_device, save_model, save_torch_state
+from .episodes import epoch_blocks, iterate_blocks, list_episodes
+from .errors import WMError, check_fields
 from .vae import ConvVAE, VAEConfig, frames_to_tensor, vae_loss
 
 
-def pick_device(device: str | None = None) -> torch.device:
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+@dataclass
+class VAETrainConfig:
+    epochs: float = 10  # a fraction trains on the first part of one shuffled epoch
+    batch_size: int = 100
+    lr: float = 1e-4
+    block_episodes: int = 16  # episodes decoded and shuffled together; bounds memory, not data size
+    checkpoint_every_s: float = 60.0
+
+    def __post_init__(self):
+        check_fields(self, positive=("epochs", "batch_size", "lr", "block_episodes"),
+                     non_negative=("checkpoint_every_s",))
 
 
 def train_vae(episodes_dir: Path, out_dir: Path, env: str, config: VAEConfig, train: VAETrainConfig,

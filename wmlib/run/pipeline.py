@@ -20,18 +20,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import load_model, read_json, write_json
-from .cmaes import train_cmaes
-from .collect import clean_partial_files, collect
-from .envs import check_env_name
-from .errors import WMError
-from .parallel import make_executor, resolve_workers
+from ..checkpoint import load_model, read_json, write_json
+from ..cmaes import train_cmaes
+from ..collect import clean_partial_files, collect
+from ..envs import check_env_name
+from ..errors import WMError
+from ..parallel import make_executor, resolve_workers
 from .profiles import RunConfig, get_config
-from .rollout import eval_seed, evaluate, run_rollouts, train_seed
-from .series import encode_series, pack_series
-from .train_mdnrnn import train_mdnrnn
-from .train_vae import pick_device, train_vae
-from .vae import ConvVAE, VAEConfig
+from ..rollout import eval_seed, evaluate, run_rollouts, train_seed
+from ..series import encode_series, pack_series
+from ..train_mdnrnn import train_mdnrnn
+from ..checkpoint import pick_device
+from ..train_vae import train_vae
+from ..vae import ConvVAE, VAEConfig
 
 
 def log_err(msg: str) -> None:
@@ -117,7 +118,7 @@ def stage_controller(cfg: RunConfig, run_dir: Path, progress=True, executor=None
     if c.where != "real":
         raise WMError(f"--where must be 'real' or 'dream', got {c.where!r}")
     load_model(ConvVAE, VAEConfig, run_dir, "vae", cfg.env)  # clear errors before spawning workers
-    from .mdnrnn import MDNRNN, MDNRNNConfig
+    from ..mdnrnn import MDNRNN, MDNRNNConfig
     load_model(MDNRNN, MDNRNNConfig, run_dir, "mdnrnn", cfg.env)
     ccfg = cfg.controller.__dict__.copy()
     own = executor is None and resolve_workers(c.workers) > 1
@@ -180,7 +181,7 @@ def stage_controller_dream(cfg: RunConfig, run_dir: Path, progress=True, device=
                            seed: int | None = None):
     """CMA-ES inside M's dream: each generation's pop x rollouts episodes run as one batch."""
     seed = cfg.seed if seed is None else seed
-    from .dream import OBS_OF_CONTROLLER, DreamModel, dream_returns
+    from ..dream import OBS_OF_CONTROLLER, DreamModel, dream_returns
     c, d = cfg.cmaes, cfg.dream
     if cfg.env != "doom":
         raise WMError(f"{cfg.env}'s M predicts no reward, so its dream cannot score a controller; train C with "

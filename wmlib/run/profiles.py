@@ -9,56 +9,18 @@ Profiles:
 import dataclasses
 from dataclasses import dataclass, field
 
-from .cmaes import CMAESConfig
-from .controller import ControllerConfig
-from .dream import DreamConfig
-from .envs import check_env_name
-from .errors import WMError, check_fields
-from .mdnrnn import MDNRNNConfig
-from .vae import VAEConfig
+from ..cmaes import CMAESConfig
+from ..collect import CollectConfig
+from ..controller import ControllerConfig
+from ..dream import DreamConfig
+from ..envs import check_env_name
+from ..errors import WMError, check_fields
+from ..mdnrnn import MDNRNNConfig
+from ..train_mdnrnn import MDNTrainConfig
+from ..train_vae import VAETrainConfig
+from ..vae import VAEConfig
 
 PROFILES = ("smoke", "default", "paper")
-
-
-@dataclass
-class CollectConfig:
-    episodes: int = 10_000
-    max_steps: int = 1000
-    policy: str = "random_weights"  # CarRacing: random_weights | brownian; Doom: held_random
-    min_length: int = 0  # episodes this short or shorter are replaced (Doom: 100)
-    workers: int | None = None  # None: one per CPU core
-
-    def __post_init__(self):
-        check_fields(self, positive=("episodes", "max_steps"), non_negative=("min_length", "workers"))
-
-
-@dataclass
-class VAETrainConfig:
-    epochs: float = 10  # a fraction trains on the first part of one shuffled epoch
-    batch_size: int = 100
-    lr: float = 1e-4
-    block_episodes: int = 16  # episodes decoded and shuffled together; bounds memory, not data size
-    checkpoint_every_s: float = 60.0
-
-    def __post_init__(self):
-        check_fields(self, positive=("epochs", "batch_size", "lr", "block_episodes"),
-                     non_negative=("checkpoint_every_s",))
-
-
-@dataclass
-class MDNTrainConfig:
-    steps: int = 4000
-    batch_size: int = 100
-    seq_len: int = 999
-    lr: float = 1e-3
-    min_lr: float = 1e-3
-    lr_decay: float = 1.0  # lr_t = (lr - min_lr) * lr_decay ** t + min_lr, as in the authors' code
-    grad_clip: float = 1.0  # gradients clipped to [-1, 1] element-wise
-    checkpoint_every_s: float = 60.0
-
-    def __post_init__(self):
-        check_fields(self, positive=("batch_size", "seq_len", "lr", "lr_decay", "grad_clip"),
-                     non_negative=("steps", "min_lr", "checkpoint_every_s"))
 
 
 @dataclass
@@ -187,3 +149,16 @@ def get_config(env: str, profile: str = "default", seed: int = 0) -> RunConfig:
     cfg = _carracing(profile) if env == "carracing" else _doom(profile)
     cfg.seed = int(seed)
     return cfg
+
+
+def param_counts(env: str) -> dict:
+    """Parameter counts of V, M and C at the paper's sizes, as in its table (chapter 1; `python -m wmlib info`)."""
+    from ..controller import Controller
+    from ..mdnrnn import MDNRNN
+    from ..vae import ConvVAE
+    cfg = get_config(env, "paper")
+    vae, rnn, c = ConvVAE(cfg.vae), MDNRNN(cfg.mdnrnn), Controller(cfg.controller)
+    count = lambda m: sum(p.numel() for p in m.parameters())
+    return {"env": env, "vae": count(vae), "mdnrnn": rnn.paper_param_count(), "mdnrnn_pytorch": count(rnn),
+            "controller": count(c), "z_size": cfg.vae.z_size, "rnn_hidden": cfg.mdnrnn.hidden_size,
+            "controller_kind": cfg.controller.kind}

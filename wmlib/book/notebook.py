@@ -2,17 +2,17 @@
 
 Every chapter starts with::
 
-    from wmlib.notebook import setup
+    from wmlib.book import setup
     PROFILE, DEVICE = setup()
 
-The profile (smoke, default or paper; see wmlib.profiles) comes from the WMLIB_PROFILE environment
+The profile (smoke, default or paper; see wmlib.run.profiles) comes from the WMLIB_PROFILE environment
 variable, so the same notebook runs in seconds in CI and at full size on a reader's machine.
 """
 import os
 
 import torch
 
-from .profiles import PROFILES
+from ..run.profiles import PROFILES
 
 
 def _profile_from_env() -> str:
@@ -206,14 +206,14 @@ def book_run_config(env: str, profile: str, seed: int = 0):
     "smoke" and "default" start from get_config(env, "smoke") and set the sizes in BOOK_SIZES;
     "paper" is get_config(env, "paper"). The run directory is runs/book-ENV-PROFILE-DIGEST under the
     repository root (the parent of the notebook's folder when that holds wmlib/, else the current
-    folder, e.g. /content on Colab). Every chapter passes the result to wmlib.pipeline.open_run and
+    folder, e.g. /content on Colab). Every chapter passes the result to wmlib.run.pipeline.open_run and
     the stage_* functions, which skip finished work: a chapter opened second reuses what the first
     one trained, and one opened first trains it.
     """
     import dataclasses
     from pathlib import Path
 
-    from .profiles import get_config
+    from ..run.profiles import get_config
 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
@@ -222,13 +222,13 @@ def book_run_config(env: str, profile: str, seed: int = 0):
     else:
         if env not in BOOK_SIZES or profile not in BOOK_SIZES[env]:
             raise ValueError(f"the book has no {profile!r} sizes for env {env!r}; add them to "
-                             "wmlib.notebook.BOOK_SIZES")
+                             "wmlib.book.notebook.BOOK_SIZES")
         cfg = get_config(env, "smoke", seed)
         cfg.profile = profile
         for (section, name), value in BOOK_SIZES[env][profile].items():
             setattr(cfg, section, dataclasses.replace(getattr(cfg, section), **{name: value}))
     # The folder's name ends with a digest of the whole configuration: edit BOOK_SIZES (or a default in
-    # wmlib.profiles) and the chapters train a new run instead of silently reusing one of other sizes.
+    # wmlib.run.profiles) and the chapters train a new run instead of silently reusing one of other sizes.
     import hashlib
     import json
     digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:8]

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .cmaes import CMAESConfig
-from .dream import DreamConfig
-from .errors import WMError
-from .pipeline import open_run, stage_collect, stage_controller, stage_mdnrnn, stage_vae
-from .profiles import RunConfig, get_config
-from .series import file_digest
-from .tausweep import tau_sweep
+from ..cmaes import CMAESConfig
+from ..dream import DreamConfig
+from ..errors import WMError
+from ..run.pipeline import open_run, stage_collect, stage_controller, stage_mdnrnn, stage_vae
+from ..run.profiles import RunConfig, get_config
+from ..checkpoint import file_digest
+from ..studies.tausweep import tau_sweep
 
 # The weights and the folder of results computed from them
 
@@ -107,7 +107,7 @@ def sweep_sizes(profile: str) -> dict:
     if profile not in SWEEP_SIZES:
         raise WMError(f"the Doom chapters have no sweep sizes for profile {profile!r}; use one of "
                       f"{', '.join(SWEEP_SIZES)} (set WMLIB_PROFILE), or add {profile!r} to "
-                      "wmlib.doom_chapters.SWEEP_SIZES")
+                      "wmlib.book.doom.SWEEP_SIZES")
     sizes = SWEEP_SIZES[profile]
     return {**sizes, "taus": list(sizes["taus"])}
 

@@ -6,23 +6,11 @@ import math
 import sys
 from pathlib import Path
 
-from .errors import WMError
-
-
-def param_counts(env: str) -> dict:
-    from .profiles import get_config
-    from .controller import Controller
-    from .mdnrnn import MDNRNN
-    from .vae import ConvVAE
-    cfg = get_config(env, "paper")
-    vae, rnn, c = ConvVAE(cfg.vae), MDNRNN(cfg.mdnrnn), Controller(cfg.controller)
-    count = lambda m: sum(p.numel() for p in m.parameters())
-    return {"env": env, "vae": count(vae), "mdnrnn": rnn.paper_param_count(), "mdnrnn_pytorch": count(rnn),
-            "controller": count(c), "z_size": cfg.vae.z_size, "rnn_hidden": cfg.mdnrnn.hidden_size,
-            "controller_kind": cfg.controller.kind}
+from ..errors import WMError
 
 
 def cmd_info(args):
+    from .profiles import param_counts
     info = param_counts(args.env)
     if args.json:
         print(json.dumps(info))
@@ -40,7 +28,7 @@ def _run_config(args):
     if getattr(args, "episodes", None) is not None:
         cfg.collect.episodes = _positive("--episodes", args.episodes)
     if getattr(args, "policy", None) is not None:
-        from .policies import POLICIES
+        from ..policies import POLICIES
         if args.policy not in POLICIES[args.env]:
             raise WMError(f"unknown data policy {args.policy!r} for {args.env}: choose one of "
                           f"{', '.join(p for p in POLICIES[args.env] if p != 'agent')}")
@@ -86,7 +74,7 @@ def _dask(args):
     if not getattr(args, "dask_scheduler", None):
         yield None
         return
-    from .parallel import DaskExecutor
+    from ..parallel import DaskExecutor
     executor = DaskExecutor(args.dask_scheduler)
     try:
         yield executor
@@ -119,7 +107,7 @@ def _run_stages(args, P, cfg, run_dir, progress, executor):
 
 
 def cmd_evaluate(args):
-    from .rollout import evaluate
+    from ..rollout import evaluate
     weights = Path(args.weights)
     if not weights.is_dir():
         raise WMError(f"weights directory {weights} does not exist; pass a run directory (e.g. runs/{args.env}-smoke) "
@@ -137,8 +125,8 @@ def cmd_evaluate(args):
 
 
 def cmd_dream_check(args):
-    from .dreamcheck import dream_check, dream_check_markdown
-    from .train_vae import pick_device
+    from ..studies.dreamcheck import dream_check, dream_check_markdown
+    from ..checkpoint import pick_device
     _positive("--episodes", args.episodes)
     if not args.tau > 0:
         raise WMError(f"--tau must be > 0, got {args.tau}; the paper used 1.15")
@@ -153,8 +141,8 @@ def cmd_dream_check(args):
 
 def cmd_tau_sweep(args):
     from .profiles import get_config
-    from .tausweep import parse_taus, ship_sweep, tau_sweep
-    from .train_vae import pick_device
+    from ..studies.tausweep import parse_taus, ship_sweep, tau_sweep
+    from ..checkpoint import pick_device
     from .pipeline import log_err
     taus = parse_taus(args.taus)
     _positive("--episodes", args.episodes)
@@ -177,10 +165,10 @@ def cmd_tau_sweep(args):
 
 
 def cmd_ablation(args):
-    from .ablation import ablation
+    from ..studies.ablation import ablation
     from .pipeline import log_err
     from .profiles import get_config
-    from .checkpoint import read_json
+    from ..checkpoint import read_json
     _positive("--episodes", args.episodes)
     meta = Path(args.weights) / "vae.json"
     env = read_json(meta).get("env") if meta.exists() else "carracing"
@@ -215,7 +203,7 @@ DASK_HELP = ("run the parallel work (real-game rollouts, collection) on the Dask
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .envs import ENV_NAMES
+    from ..envs import ENV_NAMES
     from .profiles import PROFILES
     p = argparse.ArgumentParser(prog="python -m wmlib", description="World Models (Ha & Schmidhuber, 2018): "
                                 "collect, train V, M and C, evaluate.")

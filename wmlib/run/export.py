@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load_model, read_json, save_model, save_npz, write_json
-from .controller import Controller, ControllerConfig
-from .dream import load_initial_z
-from .errors import WMError
-from .mdnrnn import MDNRNN, MDNRNNConfig
-from .rollout import evaluate
-from .vae import ConvVAE, VAEConfig
+from ..checkpoint import load_model, read_json, save_model, save_npz, write_json
+from ..controller import Controller, ControllerConfig
+from ..dream import load_initial_z
+from ..errors import WMError
+from ..mdnrnn import MDNRNN, MDNRNNConfig
+from ..rollout import evaluate
+from ..vae import ConvVAE, VAEConfig
 
 
 def git_commit() -> str | None:

@@ -10,11 +10,12 @@ generation (N(0, 0.1^2) weights on [z, c, h]).
 import numpy as np
 import torch
 
-from .envs import cached_env as _cached_env
-from .controller import Controller, ControllerConfig
-from .dream import DreamModel, batched_controller, play_batch
-from .parallel import make_executor, resolve_workers, run_tasks
-from .rollout import eval_seed, run_rollouts
+from ..envs import cached_env as _cached_env
+from ..controller import Controller, ControllerConfig
+from ..dream import DreamModel, play_batch
+from ..controller import batched_controller
+from ..parallel import make_executor, resolve_workers, run_tasks
+from ..rollout import eval_seed, run_rollouts
 
 POLICIES = ("noop", "left", "right", "random", "held_random", "random_controller")
 

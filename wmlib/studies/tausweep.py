@@ -5,22 +5,25 @@ Each tau gets its own folder OUT/tau_X with links to V, M and the first frames, 
 and its scores, so an interrupted sweep resumes where it stopped, and a sweep asked for more
 generations continues each tau's CMA-ES from where it ended.
 """
-import os
+from __future__ import annotations
+
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .checkpoint import atomic_path, read_json, write_json, write_text
-from .cmaes import train_cmaes
-from .dream import OBS_OF_CONTROLLER, DreamModel, dream_returns
-from .errors import WMError
-from .profiles import RunConfig
-from .rollout import eval_seed, evaluate, train_seed
+from ..checkpoint import atomic_path, link_shared, read_json, write_json, write_text
+from ..cmaes import train_cmaes
+from ..dream import OBS_OF_CONTROLLER, DreamModel, dream_returns
+from ..errors import WMError
+from ..rollout import eval_seed, evaluate, train_seed
+
+if TYPE_CHECKING:  # studies sit below run/: they take its RunConfig, never import it
+    from ..run.profiles import RunConfig
 
 PAPER = {0.1: ("2086 ± 140", "193 ± 58"), 0.5: ("2060 ± 277", "196 ± 50"), 1.0: ("1145 ± 690", "868 ± 511"),
          1.15: ("918 ± 546", "1092 ± 556"), 1.3: ("732 ± 269", "753 ± 139")}
-SHARED = ("vae.safetensors", "vae.json", "mdnrnn.safetensors", "mdnrnn.json", "initial_z.npz")
 # What ship_sweep copies of each tau's folder: C, how its CMA-ES went, and its scores (not V and M again)
 SHIPPED = ("controller.safetensors", "controller.json", "cmaes/log.jsonl", "scores.json")
 
@@ -38,21 +41,6 @@ def parse_taus(text: str) -> list[float]:
 def tau_dir(out: Path, tau: float) -> Path:
     """The folder of tau's controller in a sweep (or in a weights folder's tau_controllers/)."""
     return Path(out) / f"tau_{tau:g}"
-
-
-def link_shared(weights: Path, folder: Path, names=SHARED) -> None:
-    """Hard-link (or copy) the trained V and M files into folder, which then works as a weights dir."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        src, dst = weights / name, folder / name
-        if not src.exists():
-            raise WMError(f"{src} is missing: pass a run or weights directory with trained V and M "
-                          f"({', '.join(names)})")
-        if not dst.exists():
-            try:
-                os.link(src, dst)
-            except OSError:
-                shutil.copy2(src, dst)
 
 
 def tau_sweep(weights: Path, taus: list[float], cfg: RunConfig, out: Path, episodes: int = 100, seed: int = 0,

@@ -9,18 +9,23 @@
 Each kind gets its own folder OUT/KIND with links to V and M, its own CMA-ES state (so an
 interrupted ablation resumes where it stopped) and its 100-episode score on unseen tracks.
 """
+from __future__ import annotations
+
 import dataclasses
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 
-from .checkpoint import read_json, write_json, write_text
-from .cmaes import train_cmaes
-from .controller import ControllerConfig
-from .errors import WMError
-from .parallel import make_executor, resolve_workers
-from .profiles import RunConfig
-from .rollout import evaluate, run_rollouts, train_seed
-from .tausweep import link_shared
+from ..checkpoint import link_shared, read_json, write_json, write_text
+from ..cmaes import train_cmaes
+from ..controller import ControllerConfig
+from ..errors import WMError
+from ..parallel import make_executor, resolve_workers
+from ..rollout import evaluate, run_rollouts, train_seed
+
+if TYPE_CHECKING:  # studies sit below run/: they take its RunConfig, never import it
+    from ..run.profiles import RunConfig
 
 KINDS = ("z", "z_hidden", "zh")
 PAPER = {"z": "632 ± 251", "z_hidden": "788 ± 141", "zh": "906 ± 21"}
@@ -69,7 +74,7 @@ def ablation(weights: Path, cfg: RunConfig, out: Path, episodes: int = 100, kind
             score = evaluate(cfg.env, folder, episodes, cfg.seed + 1, cfg.eval_max_steps, executor=ex,
                              progress=progress)
             log_path = folder / "cmaes" / "log.jsonl"
-            curve = [read_json_line(l) for l in log_path.read_text().splitlines()] if log_path.exists() else []
+            curve = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
             row = {"kind": kind, "mean": score["mean"], "std": score["std"], "episodes": episodes,
                    "generations": cfg.cmaes.generations, "popsize": cfg.cmaes.popsize,
                    "rollouts": cfg.cmaes.rollouts, "curve": [r["mean_fitness"] for r in curve]}
@@ -85,11 +90,6 @@ def ablation(weights: Path, cfg: RunConfig, out: Path, episodes: int = 100, kind
     write_json(out / "ablation.json", res)
     write_text(out / "ablation.md", res["markdown"] + "\n")
     return res
-
-
-def read_json_line(line: str) -> dict:
-    import json
-    return json.loads(line)
 
 
 def ablation_markdown(rows: list[dict]) -> str:
