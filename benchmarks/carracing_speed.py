@@ -26,13 +26,11 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import gymnasium
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from wmlib.fast_carracing import ENV_ID  # noqa: E402  (importing registers the id)
+from wmlib.fast_carracing import ENV_ID  # importing registers the id
 
 ORIGINAL_ID = "CarRacing-v3"
 
@@ -71,7 +69,7 @@ def agent_throughput(a) -> dict:
     from wmlib.controller import Controller, ControllerConfig
     from wmlib.mdnrnn import MDNRNN, MDNRNNConfig
     from wmlib.parallel import make_executor
-    from wmlib.rollout import eval_seed, run_rollouts
+    from wmlib.rollout import RolloutTask, eval_seed, run_rollouts
     from wmlib.vae import ConvVAE, VAEConfig
 
     tmp = tempfile.TemporaryDirectory()
@@ -82,7 +80,7 @@ def agent_throughput(a) -> dict:
         save_model(ConvVAE(VAEConfig(z_size=32)), weights, "vae", "carracing")
         save_model(MDNRNN(MDNRNNConfig(z_size=32, action_size=3, hidden_size=256)), weights, "mdnrnn", "carracing")
         save_model(Controller(ControllerConfig(kind="zh")), weights, "controller", "carracing")
-    tasks = [("carracing", str(weights), None, None, eval_seed(a.seed, i), a.agent_steps)
+    tasks = [RolloutTask("carracing", str(weights), eval_seed(a.seed, i), max_steps=a.agent_steps)
              for i in range(a.agent_episodes)]
     out = {}
     for workers in (1, 2):

@@ -12,7 +12,6 @@ The last stdout line is one JSON object.
 """
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,12 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from wmlib.checkpoint import save_model, save_npz  # noqa: E402
-from wmlib.controller import ControllerConfig  # noqa: E402
-from wmlib.dream import DreamEnv, DreamModel, DreamVectorEnv, dream_returns  # noqa: E402
-from wmlib.mdnrnn import MDNRNN, MDNRNNConfig  # noqa: E402
-from wmlib.vae import ConvVAE, VAEConfig  # noqa: E402
+from wmlib.checkpoint import save_model, save_npz
+from wmlib.controller import ControllerConfig
+from wmlib.dream import DreamConfig, DreamEnv, DreamModel, DreamVectorEnv, dream_returns
+from wmlib.mdnrnn import MDNRNN, MDNRNNConfig
+from wmlib.vae import ConvVAE, VAEConfig
 
 
 def random_doom_weights(folder: Path) -> Path:
@@ -80,7 +78,7 @@ def main():
     cfg = ControllerConfig(kind="zch", z_size=64, rnn_hidden=512, action_size=1)
     sols = np.random.default_rng(0).normal(0, 0.1, (64, 1088))
     t0 = time.perf_counter()
-    ret = dream_returns(model, cfg, sols, 16, 1.15, seed=0, max_steps=a.gen_steps)
+    ret = dream_returns(model, cfg, sols, rollouts=16, dream=DreamConfig(tau=1.15, max_steps=a.gen_steps), seed=0)
     gen_s = time.perf_counter() - t0
 
     print(f"device {a.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, weights: "

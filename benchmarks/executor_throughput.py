@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from wmlib.envs import close_games  # noqa: E402
-from wmlib.parallel import DaskExecutor, WorkerPool  # noqa: E402
-from wmlib.rollout import evaluate  # noqa: E402
+from wmlib.envs import close_games
+from wmlib.parallel import DaskExecutor, WorkerPool
+from wmlib.rollout import evaluate
+
+ROOT = Path(__file__).resolve().parents[1]  # where pretrained/ is
 
 
 def main():
@@ -52,8 +52,8 @@ def main():
     executors = {"local 1": WorkerPool(1), "local 2": WorkerPool(2),
                  "dask 1": DaskExecutor(clusters[1].scheduler_address),
                  "dask 2": DaskExecutor(clusters[2].scheduler_address)}
-    play = lambda ex, seed: evaluate(args.env, weights, args.episodes, seed, args.max_steps, executor=ex,
-                                     progress=False)
+    play = lambda ex, seed: evaluate(args.env, weights, args.episodes, seed=seed, max_steps=args.max_steps,
+                                     executor=ex, progress=False)
     steps = {k: 0 for k in executors}
     seconds = {k: 0.0 for k in executors}
     try:

@@ -68,19 +68,16 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import wmlib.collect as wcollect  # noqa: E402
-import wmlib.envs as wenvs  # noqa: E402
-from wmlib.checkpoint import save_npz  # noqa: E402
-from wmlib.mdnrnn import MDNRNN, MDNRNNConfig, mdn_nll  # noqa: E402
-from wmlib.parallel import make_executor  # noqa: E402
-from wmlib.vae import ConvVAE, VAEConfig, frames_to_tensor, vae_loss  # noqa: E402
+from wmlib.checkpoint import save_npz
+from wmlib.collect import collect
+from wmlib.envs import cached_env, close_cached_envs
+from wmlib.episodes import episode_path, load_episode
+from wmlib.mdnrnn import MDNRNN, MDNRNNConfig, mdn_nll
+from wmlib.parallel import make_executor
+from wmlib.vae import ConvVAE, VAEConfig, frames_to_tensor, vae_loss
 
 def say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -101,7 +98,7 @@ def proc_status_mib(field: str) -> float:
 def _probe(env_name: str, max_steps: int, rendezvous: str, n: int) -> tuple[int, float]:
     """Runs in a pool worker: make the env as a collecting worker does, then wait until all n workers
     have done so (each holds its task, so no worker can take two); return (pid, time it was ready)."""
-    wcollect._cached_env(env_name, max_steps)
+    cached_env(env_name, max_steps)
     ready = time.time()
     Path(rendezvous, str(os.getpid())).touch()
     deadline = time.time() + 120
@@ -126,14 +123,14 @@ def pool_startup(env_name: str, max_steps: int, n: int = 2) -> float:
 
 def time_collect(env_name: str, policy: str, episodes: int, max_steps: int, min_length: int,
                  workers: int, seed: int = 0) -> dict:
-    wenvs.close_cached_envs()
+    close_cached_envs()
     with tempfile.TemporaryDirectory(prefix=f"wmbench_{env_name}_") as d:
         t0 = time.perf_counter()
-        files = wcollect.collect(env_name, Path(d), episodes, seed, policy, max_steps, min_length,
-                                 workers=workers, progress=False)
+        files = collect(env_name, Path(d), episodes, seed=seed, policy=policy, max_steps=max_steps,
+                        min_length=min_length, workers=workers, progress=False)
         wall = time.perf_counter() - t0
-        lengths = [len(wcollect.load_episode(f, keys=("obs",))["obs"]) for f in files]
-    wenvs.close_cached_envs()
+        lengths = [len(load_episode(f, keys=("obs",))["obs"]) for f in files]
+    close_cached_envs()
     frames = int(sum(lengths))
     return {"workers": workers, "episodes": episodes, "frames": frames, "wall_s": wall,
             "steps_per_s": frames / wall, "lengths": lengths}
@@ -251,7 +248,7 @@ def write_synthetic(directory: Path, episodes: int, frames: int, seed: int = 0) 
     for i in range(episodes):
         idx = rng.integers(0, len(pool), size=frames)
         obs = np.roll(pool[idx], shift=int(rng.integers(0, 64)), axis=2)
-        save_npz(wcollect.episode_path(directory, i), obs=obs,
+        save_npz(episode_path(directory, i), obs=obs,
                  action=rng.uniform(-1, 1, size=(frames, 3)).astype(np.float32),
                  reward=rng.standard_normal(frames).astype(np.float32), done=np.zeros(frames, bool),
                  seed=np.int64(0), policy=np.str_("random_weights"))
@@ -259,14 +256,13 @@ def write_synthetic(directory: Path, episodes: int, frames: int, seed: int = 0) 
 
 def mem_child(episodes_dir: str, out_dir: str, threads: int) -> None:
     """Child process body: train V once, print one JSON line with its memory figures."""
-    from wmlib.train_vae import VAETrainConfig
-    from wmlib.train_vae import train_vae
+    from wmlib.train_vae import VAETrainConfig, train_vae
     if threads > 0:
         torch.set_num_threads(threads)
     baseline = proc_status_mib("VmRSS")
     t0 = time.perf_counter()
-    train_vae(Path(episodes_dir), Path(out_dir), "carracing", VAEConfig(z_size=32),
-              VAETrainConfig(epochs=1, batch_size=100, lr=1e-4, block_episodes=16, checkpoint_every_s=1e9),
+    train_vae(Path(episodes_dir), Path(out_dir), "carracing", config=VAEConfig(z_size=32),
+              train=VAETrainConfig(epochs=1, batch_size=100, lr=1e-4, block_episodes=16, checkpoint_every_s=1e9),
               seed=0, device="cpu", progress=False, log=lambda m: None)
     wall = time.perf_counter() - t0
     print(json.dumps({"vmhwm_mib": proc_status_mib("VmHWM"), "baseline_mib": baseline, "wall_s": wall,
@@ -290,7 +286,7 @@ def bench_memory(small: int, large: int, frames: int, threads: int) -> dict:
         write_synthetic(big, large, frames)
         little.mkdir()
         for i in range(small):  # the small set is the first `small` files of the large one
-            src, dst = wcollect.episode_path(big, i), wcollect.episode_path(little, i)
+            src, dst = episode_path(big, i), episode_path(little, i)
             try:
                 os.link(src, dst)
             except OSError:

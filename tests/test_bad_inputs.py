@@ -496,7 +496,8 @@ def _(w, a):
             return open, (str(w / "pwned"), "w")
     (w / "out").mkdir()
     torch.save(Payload(), w / "out" / "vae.train.pt")
-    return lambda: train_vae(w / "eps", w / "out", "doom", VAEConfig(64), VAETrainConfig(epochs=1), progress=False)
+    return lambda: train_vae(w / "eps", w / "out", "doom", config=VAEConfig(64), train=VAETrainConfig(epochs=1),
+                             progress=False)
 
 
 @case("train_vae: a torch file that is not V's state", WMError, "not the training state", "lacks model",
@@ -505,7 +506,8 @@ def _(w, a):
     write_synthetic_episodes(w / "eps", 1, 2)
     (w / "out").mkdir()
     torch.save({"step": 3}, w / "out" / "vae.train.pt")
-    return lambda: train_vae(w / "eps", w / "out", "doom", VAEConfig(64), VAETrainConfig(epochs=1), progress=False)
+    return lambda: train_vae(w / "eps", w / "out", "doom", config=VAEConfig(64), train=VAETrainConfig(epochs=1),
+                             progress=False)
 
 
 # ---- the Python API: damaged and foreign episode files ------------------------------------------------------
@@ -572,8 +574,8 @@ def _(w, a):
       "new run directory")
 def _(w, a):
     packed = pack_series(series(w / "series", action=2))
-    return lambda: train_mdnrnn(packed, w / "out", "doom", DOOM_M, MDNTrainConfig(steps=1, batch_size=1, seq_len=2),
-                                progress=False)
+    return lambda: train_mdnrnn(packed, w / "out", "doom", config=DOOM_M,
+                                train=MDNTrainConfig(steps=1, batch_size=1, seq_len=2), progress=False)
 
 
 # ---- the Python API: the dream ---------------------------------------------------------------------------------
@@ -650,9 +652,10 @@ def _(w, a):
 
 case("dream_returns: a controller for another M", WMError, "reads 48 inputs", "rnn_hidden=16")(
     with_weights("doom", lambda p: dream_returns(DreamModel(p), CAR_C, np.zeros((2, Controller(CAR_C).num_params)),
-                                                 1, 1.15, 0, 10)))
+                                                 rollouts=1, dream=DreamConfig(tau=1.15, max_steps=10), seed=0)))
 case("dream_returns: solutions of the wrong length", WMError, "solutions must have shape (population, 40)", "(2, 7)")(
-    with_weights("doom", lambda p: dream_returns(DreamModel(p), DOOM_C, np.zeros((2, 7)), 1, 1.15, 0, 10)))
+    with_weights("doom", lambda p: dream_returns(DreamModel(p), DOOM_C, np.zeros((2, 7)), rollouts=1,
+                                                 dream=DreamConfig(tau=1.15, max_steps=10), seed=0)))
 
 
 # ---- the writers: objects they cannot store ------------------------------------------------------------------

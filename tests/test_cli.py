@@ -268,9 +268,11 @@ def test_ablation_reports_each_newly_scored_kind(smoke_runs, tmp_path):
     cfg = get_config("carracing", "smoke", 0)
     cfg.cmaes = dataclasses.replace(cfg.cmaes, generations=1, workers=1)
     done = []
-    ablation(smoke_runs("carracing"), cfg, tmp_path, 2, ("z", "zh"), lambda *_: None, False, after_kind=done.append)
+    ablation(smoke_runs("carracing"), cfg, tmp_path, episodes=2, kinds=("z", "zh"), log=lambda *_: None, progress=False,
+             after_kind=done.append)
     assert done == ["z", "zh"] and (tmp_path / "z" / "scores.json").exists()
-    ablation(smoke_runs("carracing"), cfg, tmp_path, 2, ("z", "zh"), lambda *_: None, False, after_kind=done.append)
+    ablation(smoke_runs("carracing"), cfg, tmp_path, episodes=2, kinds=("z", "zh"), log=lambda *_: None, progress=False,
+             after_kind=done.append)
     assert done == ["z", "zh"]
 
 

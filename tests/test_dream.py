@@ -8,7 +8,7 @@ from gymnasium.utils.env_checker import check_env
 import wmlib  # noqa: F401  (registers wmlib/Dream-v0)
 from wmlib.checkpoint import save_model, save_npz
 from wmlib.controller import KINDS, Controller, ControllerConfig
-from wmlib.dream import DreamEnv, DreamModel, DreamVectorEnv, dream_returns
+from wmlib.dream import DreamConfig, DreamEnv, DreamModel, DreamVectorEnv, dream_returns
 from wmlib.controller import batched_controller
 from wmlib.errors import WMError
 from wmlib.mdnrnn import MDNRNN, MDNRNNConfig
@@ -135,8 +135,8 @@ def test_dream_returns_shapes_and_seeds(weights):
     model = DreamModel(weights, "doom")
     cfg = ControllerConfig(kind="zch", z_size=64, rnn_hidden=512, action_size=1)
     sols = np.random.default_rng(0).normal(0, 0.1, (5, 1088))
-    a = dream_returns(model, cfg, sols, rollouts=3, tau=1.15, seed=11, max_steps=60)
-    b = dream_returns(model, cfg, sols, rollouts=3, tau=1.15, seed=11, max_steps=60)
+    a = dream_returns(model, cfg, sols, rollouts=3, dream=DreamConfig(tau=1.15, max_steps=60), seed=11)
+    b = dream_returns(model, cfg, sols, rollouts=3, dream=DreamConfig(tau=1.15, max_steps=60), seed=11)
     assert a.shape == (5, 3) and np.array_equal(a, b)
     assert ((a >= 1) & (a <= 60)).all()
 
@@ -145,9 +145,9 @@ def test_dream_returns_respect_done(tmp_path):
     cfg = ControllerConfig(kind="zch", z_size=64, rnn_hidden=512, action_size=1)
     sols = np.zeros((2, 1088))
     dies = DreamModel(make_weights(tmp_path / "d", done_bias=20.0), "doom")
-    assert (dream_returns(dies, cfg, sols, 4, 1.0, 0, max_steps=50) == 1).all()
+    assert (dream_returns(dies, cfg, sols, rollouts=4, dream=DreamConfig(tau=1.0, max_steps=50), seed=0) == 1).all()
     lives = DreamModel(make_weights(tmp_path / "l", done_bias=-20.0), "doom")
-    assert (dream_returns(lives, cfg, sols, 4, 1.0, 0, max_steps=50) == 50).all()
+    assert (dream_returns(lives, cfg, sols, rollouts=4, dream=DreamConfig(tau=1.0, max_steps=50), seed=0) == 50).all()
 
 
 # ---- bad input ------------------------------------------------------------------------------------
@@ -189,11 +189,12 @@ def test_dream_check_dream_only(weights):
     """real=False plays only the dream half, with the same seeds as the full check's dream half."""
     from wmlib.studies.dreamcheck import dream_check, dream_check_markdown, dream_survival
 
-    res = dream_check(weights, episodes=3, tau=1.15, seed=4, max_steps=40, policies=("noop", "held_random"),
+    dream = DreamConfig(tau=1.15, max_steps=40)
+    res = dream_check(weights, episodes=3, dream=dream, seed=4, policies=("noop", "held_random"),
                       real=False, progress=False)
     model = DreamModel(weights, "doom")
     for k, name in enumerate(("noop", "held_random")):
         row = res["policies"][name]
         assert "real_mean" not in row
-        assert row["dream_mean"] == dream_survival(model, name, 3, 1.15, 4 + k, 40).mean()
+        assert row["dream_mean"] == dream_survival(model, name, 3, dream=dream, seed=4 + k).mean()
     assert dream_check_markdown(res).count("not run") == 2

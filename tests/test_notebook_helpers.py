@@ -36,10 +36,21 @@ def test_glue_hands_plain_numbers_to_myst_nb(glued):
 
 
 def test_book_run_config_rejects_unknown_profile_and_env():
-    with pytest.raises(ValueError, match="profile"):
+    from wmlib.errors import WMError
+
+    with pytest.raises(WMError, match="profile"):
         book_run_config("carracing", "huge")
-    with pytest.raises(ValueError, match="BOOK_SIZES"):
-        book_run_config("doom", "default")
+    with pytest.raises(WMError, match="environment"):
+        book_run_config("pong", "default")
+
+
+def test_book_run_config_is_the_cli_config():
+    """One sizing system: a chapter trains what `python -m wmlib run --profile PROFILE` trains."""
+    from wmlib.run.profiles import PROFILES, get_config
+
+    for env in ("carracing", "doom"):
+        for profile in PROFILES:
+            assert book_run_config(env, profile)[0] == get_config(env, profile)
 
 
 def test_book_run_dir_changes_with_the_sizes(monkeypatch, tmp_path):
@@ -48,8 +59,15 @@ def test_book_run_dir_changes_with_the_sizes(monkeypatch, tmp_path):
     cfg, run = book_run_config("carracing", "smoke")
     assert run.parent == tmp_path / "runs" and run.name.startswith("book-carracing-smoke-")
     assert book_run_config("carracing", "smoke")[1] == run  # chapters 3, 5 and 7 share it
-    sizes = {**nb.BOOK_SIZES["carracing"]["smoke"], ("collect", "episodes"): cfg.collect.episodes + 1}
-    monkeypatch.setitem(nb.BOOK_SIZES["carracing"], "smoke", sizes)
+    assert book_run_config("carracing", "smoke", name="beyond")[1].name.startswith("book-beyond-smoke-")
+    bigger = nb.get_config
+
+    def more_episodes(env, profile, seed=0):
+        cfg = bigger(env, profile, seed)
+        cfg.collect.episodes += 1
+        return cfg
+
+    monkeypatch.setattr(nb, "get_config", more_episodes)
     assert book_run_config("carracing", "smoke")[1] != run
 
 
@@ -84,15 +102,18 @@ def test_fireball_pixels_counts_bright_yellow_only():
 
 
 def test_sweep_sizes_rejects_an_unknown_profile_and_returns_a_copy():
-    from wmlib.book.doom import SWEEP_SIZES, sweep_sizes
+    from wmlib.run.profiles import CHAPTER_SIZES, PROFILES, chapter_sizes
     from wmlib.errors import WMError
 
-    with pytest.raises(WMError, match=r"'huge'.*smoke, default, paper"):
-        sweep_sizes("huge")
-    s = sweep_sizes("smoke")
-    assert s == SWEEP_SIZES["smoke"]
+    with pytest.raises(WMError, match=r"'huge'.*smoke, default, gpu, paper"):
+        chapter_sizes("doom_sweep", "huge")
+    with pytest.raises(WMError, match=r"'nope'.*doom_sweep"):
+        chapter_sizes("nope", "smoke")
+    s = chapter_sizes("doom_sweep", "smoke")
+    assert s == CHAPTER_SIZES["doom_sweep"]["smoke"]
     s["taus"].append(0.5)  # a chapter that changes its copy does not change the other chapter's
-    assert sweep_sizes("smoke")["taus"] == [0.1, 1.15]
+    assert chapter_sizes("doom_sweep", "smoke")["taus"] == [0.1, 1.15]
+    assert all(set(sizes) == set(PROFILES) for sizes in CHAPTER_SIZES.values())  # every chapter, every level
 
 
 def test_live_dir_depends_only_on_the_weight_files(tmp_path):

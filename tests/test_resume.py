@@ -94,7 +94,7 @@ def test_cmaes_log_after_a_kill_between_its_line_and_the_state(tmp_path):
 
     def train(out, generations):
         cfg = CMAESConfig(popsize=4, rollouts=2, generations=generations, eval_every=0)
-        train_cmaes(evaluate, ccfg, cfg, out, "doom", seed=1, log=lambda m: None, progress=False)
+        train_cmaes(evaluate, ccfg, cfg, out_dir=out, env="doom", seed=1, log=lambda m: None, progress=False)
         return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
                 for line in (out / "cmaes" / "log.jsonl").read_text().splitlines()]
 

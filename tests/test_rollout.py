@@ -8,7 +8,7 @@ from wmlib.checkpoint import save_model
 from wmlib.controller import Controller, ControllerConfig
 from wmlib.envs import make_env
 from wmlib.mdnrnn import MDNRNN, MDNRNNConfig
-from wmlib.rollout import group_size, rollout, rollout_many, run_rollouts
+from wmlib.rollout import RolloutTask, group_size, rollout, rollout_many, run_rollouts
 from wmlib.vae import ConvVAE, VAEConfig
 
 
@@ -39,7 +39,7 @@ def test_one_controller_per_episode(carracing_weights):
     rng = np.random.default_rng(1)
     params = rng.normal(0, 0.5, (2, agent.controller.num_params))
     envs = [make_env("carracing", max_steps=30) for _ in range(2)]
-    totals, _ = rollout_many(envs, agent, [5, 5], params)
+    totals, _ = rollout_many(envs, agent, [5, 5], params=params)
     for p, total in zip(params, totals):
         agent.controller.set_flat(p)
         ret, _ = rollout(make_env("carracing", max_steps=30), agent, 5)
@@ -51,7 +51,8 @@ def test_run_rollouts_groups_and_keeps_order(carracing_weights):
     ccfg = ControllerConfig(kind="zh").__dict__
     rng = np.random.default_rng(2)
     params = rng.normal(0, 0.5, (5, Controller(ControllerConfig()).num_params))
-    tasks = [("carracing", str(carracing_weights), ccfg, params[i], 100 + i, 25) for i in range(5)]
+    tasks = [RolloutTask("carracing", str(carracing_weights), 100 + i, controller=ccfg, params=params[i], max_steps=25)
+             for i in range(5)]
     batched = run_rollouts(tasks, workers=1, progress=False, envs_per_worker=3)
     alone = run_rollouts(tasks, workers=1, progress=False, envs_per_worker=1)
     np.testing.assert_allclose(batched, alone, atol=1e-3)

@@ -1,5 +1,5 @@
-"""The scripts that trained the shipped weights: they parse, and the Doom one continues M from shipped weights."""
-import importlib.util
+"""The scripts that trained the shipped weights: they parse, and the recipes they call (wmlib.run.recipes) continue
+M from shipped weights and carry the ablation's progress."""
 import subprocess
 import sys
 
@@ -10,19 +10,13 @@ from wmlib.checkpoint import load_model, load_torch_state, save_model
 from wmlib.controller import Controller, ControllerConfig
 from wmlib.errors import WMError
 from wmlib.mdnrnn import MDNRNN, MDNRNNConfig
+from wmlib.run import recipes
 from wmlib.train_mdnrnn import MDNTrainConfig
 from wmlib.series import encode_series, pack_series
 from wmlib.train_mdnrnn import train_mdnrnn
 from wmlib.vae import ConvVAE, VAEConfig
 
 from .helpers import ROOT, write_synthetic_episodes
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_scripts_parse_their_arguments():
@@ -38,7 +32,6 @@ def test_the_scripts_parse_their_arguments():
 def test_m_continues_from_weights_alone(tmp_path):
     """train_mdnrnn(start=M, start_step=7) continues an M of which only the weights are left (how the Doom
     script's iterate continues the GPU run's M) at step 7; once the run has a training state, that wins."""
-    doom = load_script("pretrained_doom")
     config = MDNRNNConfig(z_size=4, action_size=1, hidden_size=8, restart_input=True, done_head=True)
     src, run = tmp_path / "src", tmp_path / "run"
     m = MDNRNN(config)
@@ -48,7 +41,7 @@ def test_m_continues_from_weights_alone(tmp_path):
     save_model(m, src, "mdnrnn", "doom", extra={"steps": 7})
     save_model(Controller(ControllerConfig(kind="zch", z_size=4, rnn_hidden=8, action_size=1)), src, "controller",
                "doom")
-    doom.start_from(run, src)
+    recipes.start_from(run, src, shipped_v=ROOT / "pretrained" / "doom")
     assert (run / "mdnrnn.safetensors").exists() and not (run / "mdnrnn.train.pt").exists()
 
     write_synthetic_episodes(run / "episodes", 3, 40, action_size=1, done_last=True)
@@ -58,8 +51,9 @@ def test_m_continues_from_weights_alone(tmp_path):
     packed = pack_series(run / "series")
     start = load_model(MDNRNN, MDNRNNConfig, src, "mdnrnn", "doom")[0]
     logs = []
-    continued = train_mdnrnn(packed, run, "doom", config, MDNTrainConfig(steps=9, batch_size=2, seq_len=10), 0,
-                             "cpu", False, logs.append, start=start, start_step=7)
+    continued = train_mdnrnn(packed, run, "doom", config=config,
+                             train=MDNTrainConfig(steps=9, batch_size=2, seq_len=10), seed=0, device="cpu",
+                             progress=False, log=logs.append, start=start, start_step=7)
     assert any("continuing M from given weights at step 7" in line for line in logs)
     assert load_torch_state(run / "mdnrnn.train.pt", ("step",))["step"] == 9
     # it started from the given weights, not from a fresh M
@@ -68,15 +62,16 @@ def test_m_continues_from_weights_alone(tmp_path):
 
     # The next round asks for more steps: the saved state goes on (step 9 -> 11), the start weights are ignored.
     logs = []
-    train_mdnrnn(packed, run, "doom", config, MDNTrainConfig(steps=11, batch_size=2, seq_len=10), 0, "cpu", False,
-                 logs.append, start=start, start_step=7)
+    train_mdnrnn(packed, run, "doom", config=config, train=MDNTrainConfig(steps=11, batch_size=2, seq_len=10), seed=0,
+                 device="cpu", progress=False, log=logs.append, start=start, start_step=7)
     assert any("continuing M at step 9" in line for line in logs)
     assert load_torch_state(run / "mdnrnn.train.pt", ("step",))["step"] == 11
 
     other = MDNRNN(MDNRNNConfig(z_size=4, action_size=1, hidden_size=16, restart_input=True, done_head=True))
     with pytest.raises(WMError, match="pass weights of this M"):
-        train_mdnrnn(packed, tmp_path / "fresh", "doom", config, MDNTrainConfig(steps=9, batch_size=2, seq_len=10),
-                     0, "cpu", False, logs.append, start=other, start_step=7)
+        train_mdnrnn(packed, tmp_path / "fresh", "doom", config=config,
+                     train=MDNTrainConfig(steps=9, batch_size=2, seq_len=10), seed=0, device="cpu", progress=False,
+                     log=logs.append, start=other, start_step=7)
 
 
 def test_ablation_script_replays_a_runs_own_c_and_ships_the_table(tmp_path):
@@ -90,8 +85,7 @@ def test_ablation_script_replays_a_runs_own_c_and_ships_the_table(tmp_path):
 
     from wmlib.cmaes import train_cmaes
 
-    script = load_script("ablation_carracing")
-    cfg = script.run_config(3, 1)
+    cfg = recipes.carracing_ablation(3, 1)
     assert (cfg.cmaes.popsize, cfg.cmaes.rollouts, cfg.cmaes.max_steps) == (16, 2, 1000)
     cmaes = dataclasses.replace(cfg.cmaes, popsize=4, rollouts=1)
     ccfg = ControllerConfig(kind="zh", z_size=2, rnn_hidden=3)
@@ -100,31 +94,31 @@ def test_ablation_script_replays_a_runs_own_c_and_ships_the_table(tmp_path):
     def fitness(solutions, generation):  # a smooth stand-in for the game: closer to 0.3 scores more
         return -((np.asarray(solutions) - 0.3) ** 2).sum(1, keepdims=True)
 
-    train_cmaes(fitness, ccfg, dataclasses.replace(cmaes, generations=3), run, "carracing", 0, None, lambda *_: None,
-                False)
+    train_cmaes(fitness, ccfg, dataclasses.replace(cmaes, generations=3), out_dir=run, env="carracing", seed=0,
+                log=lambda *_: None, progress=False)
     after3 = load_model(Controller, ControllerConfig, run, "controller", "carracing")[0].get_flat()
-    train_cmaes(fitness, ccfg, dataclasses.replace(cmaes, generations=5), run, "carracing", 0, None, lambda *_: None,
-                False)
+    train_cmaes(fitness, ccfg, dataclasses.replace(cmaes, generations=5), out_dir=run, env="carracing", seed=0,
+                log=lambda *_: None, progress=False)
 
     zh = tmp_path / "ablation" / "zh"
     with pytest.raises(WMError, match="has 5 generations, the ablation asks for 6"):
-        script.seed_zh(run, zh, 6)
+        recipes.seed_zh(run, zh, 6)
     assert not (zh / "cmaes").exists()
-    script.seed_zh(run, zh, 3)
+    recipes.seed_zh(run, zh, 3)
     assert len((zh / "cmaes" / "log.jsonl").read_text().splitlines()) == 3
 
     def never(solutions, generation):
         raise AssertionError("a replayed generation was played again")
 
-    c = train_cmaes(never, ccfg, dataclasses.replace(cmaes, generations=3), zh, "carracing", 0, None,
-                    lambda *_: None, False)
+    c = train_cmaes(never, ccfg, dataclasses.replace(cmaes, generations=3), out_dir=zh, env="carracing", seed=0,
+                    log=lambda *_: None, progress=False)
     np.testing.assert_array_equal(c.get_flat(), after3)
 
     work, dest = tmp_path / "work", tmp_path / "shipped"
     work.mkdir()
     (work / "ablation.json").write_text(json.dumps({"rows": [], "markdown": "| table |", "weights": "x",
                                                     "episodes": 7}))
-    script.ship(work, dest, "python scripts/ablation_carracing.py --generations 3", "runs/run", 1)
+    recipes.ship(work, dest, "python scripts/ablation_carracing.py --generations 3", "runs/run", 1)
     shipped = json.loads((dest / "ablation.json").read_text())
     assert shipped["command"].endswith("--generations 3")
     assert "V and M of runs/run" in shipped["weights"] and "7 unseen tracks (evaluation seed 1)" in shipped["weights"]
@@ -142,28 +136,27 @@ def test_ablation_progress_carries_cmaes_to_a_fresh_work_folder(tmp_path):
 
     from wmlib.cmaes import train_cmaes
 
-    script = load_script("ablation_carracing")
-    cmaes = dataclasses.replace(script.run_config(3, 1).cmaes, popsize=4, rollouts=1)
+    cmaes = dataclasses.replace(recipes.carracing_ablation(3, 1).cmaes, popsize=4, rollouts=1)
     ccfg = ControllerConfig(kind="z", z_size=2)
 
     def fitness(solutions, generation):
         return -((np.asarray(solutions) - 0.3) ** 2).sum(1, keepdims=True)
 
     def train(folder, generations, evaluate=fitness):
-        return train_cmaes(evaluate, ccfg, dataclasses.replace(cmaes, generations=generations), folder, "carracing",
-                           0, None, lambda *_: None, False).get_flat()
+        return train_cmaes(evaluate, ccfg, dataclasses.replace(cmaes, generations=generations), out_dir=folder,
+                           env="carracing", seed=0, log=lambda *_: None, progress=False).get_flat()
 
     straight = train(tmp_path / "straight" / "z", 3)
     first, progress = tmp_path / "first", tmp_path / "shipped" / "progress-3"
     train(first / "z", 2)
     (first / "zh").mkdir(parents=True)  # a kind without CMA-ES state is not saved
-    assert script.save_progress(first, progress) == ["z"]
+    assert recipes.save_progress(first, progress) == ["z"]
     assert sorted(p.name for p in (progress / "z" / "cmaes").iterdir()) == ["log.jsonl", "settings.json", "state.npz"]
     assert not (progress / "zh").exists()
 
     fresh = tmp_path / "fresh"
-    assert script.restore_progress(progress.parent, 3, fresh) == ["z"]
-    assert script.restore_progress(progress.parent, 3, fresh) == []  # local state wins from now on
+    assert recipes.restore_progress(progress.parent, 3, fresh) == ["z"]
+    assert recipes.restore_progress(progress.parent, 3, fresh) == []  # local state wins from now on
 
     def never(solutions, generation):
         raise AssertionError("a saved generation was played again")
@@ -173,16 +166,16 @@ def test_ablation_progress_carries_cmaes_to_a_fresh_work_folder(tmp_path):
     assert [json.loads(line)["generation"] for line in (fresh / "z" / "cmaes" / "log.jsonl").read_text().splitlines()] \
         == [1, 2, 3]
     (fresh / "z" / "scores.json").write_text(json.dumps({"kind": "z", "mean": 1.0}))
-    script.save_progress(fresh, progress)  # replaces the folder: the score travels too
+    recipes.save_progress(fresh, progress)  # replaces the folder: the score travels too
     assert json.loads((progress / "z" / "scores.json").read_text())["mean"] == 1.0
     assert sorted(p.name for p in progress.iterdir()) == ["z"]  # no .tmp or .old folder left
 
     # A longer ablation (5 generations) goes on from the 3 saved ones, without their score; a shorter one
     # (2) cannot use them.
     longer = tmp_path / "longer"
-    assert script.restore_progress(progress.parent, 5, longer) == ["z"]
+    assert recipes.restore_progress(progress.parent, 5, longer) == ["z"]
     assert not (longer / "z" / "scores.json").exists()
-    assert script.restore_progress(progress.parent, 2, tmp_path / "shorter") == []
+    assert recipes.restore_progress(progress.parent, 2, tmp_path / "shorter") == []
     played = []
 
     def count(solutions, generation):

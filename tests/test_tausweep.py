@@ -15,7 +15,7 @@ SIZES = dict(popsize=4, rollouts=2, generations=1)
 
 def sweep(weights, out, generations, taus=(1.0, 0.5)):
     cfg = sweep_config({**SIZES, "generations": generations}, 1.15, max_steps=30)
-    return tau_sweep(weights, list(taus), cfg, out, episodes=1, seed=0, workers=1, log=lambda *_: None,
+    return tau_sweep(weights, list(taus), cfg, out=out, episodes=1, seed=0, workers=1, log=lambda *_: None,
                      progress=False)
 
 

@@ -75,10 +75,7 @@ class Agent:
         """frames: uint8 (B, 64, 64, 3) -> actions (B, A) in [-1, 1]; advances M's state."""
         if len(frames) != self.batch:
             raise ValueError(f"act got {len(frames)} frames for {self.batch} episodes")
-        mu, logvar = self.vae.encode(frames_to_tensor(frames, self.device))
-        eps = torch.stack([torch.randn(mu.shape[1:], generator=g, device=self.device, dtype=mu.dtype)
-                           for g in self.generators])
-        z = mu + torch.exp(0.5 * logvar) * eps
+        z = self.vae.sample(*self.vae.encode(frames_to_tensor(frames, self.device)), self.generators)
         h, c = self.state[0][0], self.state[1][0]
         x = self.controller.features(z, h, c)
         action = self.controller(x) if self.params is None else batched_controller(self.controller.config,
@@ -89,7 +86,7 @@ class Agent:
 
 
 def load_agent(weights: Path, env: str, controller: Controller | None = None, device="cpu") -> Agent:
-    """Load V and M from a run or weights directory; C too unless one is given (e.g. by CMA-ES)."""
+    """Load V and M from a run or weights directory; C too unless one is given (e.g. by CMA-ES). Chapter 7."""
     vae, _ = load_model(ConvVAE, VAEConfig, weights, "vae", env, device)
     mdnrnn, _ = load_model(MDNRNN, MDNRNNConfig, weights, "mdnrnn", env, device)
     if controller is None:

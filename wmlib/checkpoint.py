@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,7 @@ def write_text(path: Path, text: str) -> None:
 
 
 def read_json(path: Path) -> dict:
+    """A wmlib JSON file as a dict, with a clear error if it is missing or damaged. Chapter 7."""
     path = Path(path)
     if not path.exists():
         raise WMError(f"missing file {path}")
@@ -126,7 +128,7 @@ def save_torch_state(path: Path, state: dict) -> None:
 
 
 def load_torch_state(path: Path, keys=()) -> dict:
-    """The training state in path, a dict holding at least `keys`."""
+    """The training state in path, a dict holding at least `keys`. Chapter 3."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file: every failure means the same to the user
@@ -141,6 +143,72 @@ def load_torch_state(path: Path, keys=()) -> dict:
         raise WMError(f"{path} is not the training state of this stage (it lacks {', '.join(missing)}); delete it "
                       "to restart that stage from scratch")
     return state
+
+
+
+class TrainingState:
+    """The resumable state of a training loop (V's, M's) in one torch file, saved every `every_s` seconds.
+
+        state = TrainingState(out_dir / "vae.train.pt", "V", train.checkpoint_every_s, keys)  # reads a saved one
+        state.track(model=model, optimizer=opt, generator=gen)   # what is saved and restored, by name
+        step, history = state.restore(step=0, history=[])        # the start values, or the saved ones
+        ...each step: if state.due(): state.save(step=step, history=history)
+        state.save(step=step, history=history, done=True)       # a rerun then skips the finished loop
+
+    A state is read (and checked for `keys`) when the object is made, before anything is built, so that a
+    damaged or foreign one fails at once. Nothing is saved or restored for a tracked part that is None (a
+    finished loop builds no optimizer).
+    """
+
+    def __init__(self, path: Path, name: str, every_s: float, keys=()):
+        self.path, self.name, self.every_s = Path(path), name, every_s
+        self.saved = load_torch_state(self.path, keys) if self.path.exists() else None
+        self.done = bool(self.saved is not None and self.saved.get("done"))
+        self.parts = {}
+        self.last_save = time.monotonic()
+
+    def track(self, **parts) -> None:
+        """Models and optimizers (state_dict), torch and numpy generators (their RNG state)."""
+        self.parts = parts
+
+    def restore(self, **start):
+        """Load the saved state into the tracked parts and return the saved values of start's keys, each made
+        the type of its start value (history=[] -> a list); with no saved state, the start values."""
+        if self.saved is None:
+            return tuple(start.values())
+        try:
+            for key, part in self.parts.items():
+                if part is not None:
+                    _set_state(part, self.saved[key])
+            return tuple(type(value)(self.saved[key]) for key, value in start.items())
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a torch file, but not this loop's state
+            raise WMError(f"{self.path} is not the training state of this {self.name} ({type(e).__name__}: {e}); "
+                          f"delete it to train {self.name} from scratch") from e
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last_save >= self.every_s
+
+    def save(self, done: bool = False, **values) -> None:
+        parts = {key: _get_state(part) for key, part in self.parts.items()}
+        save_torch_state(self.path, {**parts, **values, "done": done})
+        self.last_save = time.monotonic()
+
+
+def _get_state(part):
+    if isinstance(part, torch.Generator):
+        return part.get_state()
+    if isinstance(part, np.random.Generator):
+        return part.bit_generator.state
+    return part.state_dict()
+
+
+def _set_state(part, state) -> None:
+    if isinstance(part, torch.Generator):
+        part.set_state(state)
+    elif isinstance(part, np.random.Generator):
+        part.bit_generator.state = state
+    else:
+        part.load_state_dict(state)
 
 
 def save_model(model: torch.nn.Module, directory: Path, name: str, env: str, extra: dict | None = None,
@@ -183,7 +251,7 @@ def _sorted_metadata(data: bytes) -> bytes:
 
 
 def load_model(cls, config_cls, directory: Path, name: str, env: str | None = None, device="cpu"):
-    """Build cls(config_cls(**json config)) and load its weights, with errors a user can act on."""
+    """Build cls(config_cls(**json config)) and load its weights, with errors a user can act on. Chapter 3."""
     directory = Path(directory)
     wpath, cpath = directory / f"{name}.safetensors", directory / f"{name}.json"
     if not wpath.exists() or not cpath.exists():

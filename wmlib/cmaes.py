@@ -25,6 +25,7 @@ from .errors import WMError, check_fields
 
 @dataclass
 class CMAESConfig:
+    """C's search: population, rollouts per candidate, initial step size, generations, where it plays. Chapter 6."""
     popsize: int = 64
     rollouts: int = 16  # episodes per candidate; fitness is their mean return
     sigma0: float = 0.1
@@ -42,6 +43,7 @@ class CMAESConfig:
 
 
 def make_es(n_params: int, cfg: CMAESConfig, seed: int):
+    """cma's CMAEvolutionStrategy for n_params, drawing its samples from our own seeded generator. Chapter 6."""
     import cma  # imported here: it pulls in scipy, seconds that every other command would pay
 
     rng = np.random.default_rng([seed, 3])
@@ -71,51 +73,29 @@ def _truncate_log(log_path: Path, generations: int) -> None:
             tmp.write_text("".join(line + "\n" for line in keep))
 
 
-def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: CMAESConfig, out_dir: Path,
+def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: CMAESConfig, *, out_dir: Path,
                 env: str, seed: int = 0, evaluate_mean=None, log=print, progress: bool = True,
                 state_name: str = "cmaes") -> Controller:
     """Run CMA-ES, resuming from out_dir/state_name if it holds a state.
 
     evaluate_population(solutions (pop, P), generation) -> returns (pop, rollouts).
     evaluate_mean(params) -> (mean, std), called every cfg.eval_every generations.
+    
+    Introduced in chapter 6.
     """
     out_dir = Path(out_dir)
     state_dir = out_dir / state_name
+    state_path, log_path = state_dir / "state.npz", state_dir / "log.jsonl"
     state_dir.mkdir(parents=True, exist_ok=True)
     controller = Controller(controller_config)
-    settings = {"cmaes": dataclasses.asdict(cfg), "controller": dataclasses.asdict(controller_config),
-                "seed": seed, "env": env}
-    settings["cmaes"].pop("workers")
-    settings["cmaes"].pop("generations")  # more generations may be asked for on resume
-    cfg_path, state_path = state_dir / "settings.json", state_dir / "state.npz"
-    if cfg_path.exists() and read_json(cfg_path) != json.loads(json.dumps(settings)):
-        raise WMError(f"{state_dir} holds a CMA-ES run with other settings ({cfg_path}); use a new run "
-                      "directory, or delete that folder to start this one over")
-    write_json(cfg_path, settings)
-
+    check_settings(state_dir, cfg, controller_config, seed, env)
     es = make_es(controller.num_params, cfg, seed)
-    fitness = np.zeros((0, cfg.popsize))
-    returns_hist = np.zeros((0, cfg.popsize, cfg.rollouts))
-    checksums = np.zeros(0)
-    if state_path.exists():
-        try:
-            with np.load(state_path, allow_pickle=False) as f:
-                fitness, returns_hist, checksums = f["fitness"], f["returns"], f["checksum"]
-        except Exception as e:
-            raise WMError(f"cannot read the CMA-ES state {state_path} ({e}); delete {state_dir} to restart "
-                          "CMA-ES from scratch") from e
-        for g in range(len(fitness)):  # replay: rebuilds cma's exact state from what it was told
-            sols = np.asarray(es.ask())
-            if not np.isclose(sols.sum(), checksums[g], rtol=1e-9, atol=1e-9):
-                raise WMError(f"the CMA-ES state in {state_dir} does not replay (generation {g} differs: another "
-                              "cma version or seed?); delete that folder to restart CMA-ES")
-            es.tell(list(sols), list(-fitness[g]))
-        if len(fitness):
-            log(f"resumed CMA-ES after generation {len(fitness)}")
-
-    log_path = state_dir / "log.jsonl"
+    fitness, returns_hist, checksums = replay(es, state_dir, cfg)
+    if len(fitness):
+        log(f"resumed CMA-ES after generation {len(fitness)}")
     if log_path.exists():
         _truncate_log(log_path, len(fitness))
+
     ran = len(fitness) < cfg.generations  # new generations to play (else a pure replay)
     for g in range(len(fitness), cfg.generations):
         t0 = time.monotonic()
@@ -125,9 +105,6 @@ def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: C
             raise RuntimeError(f"evaluate_population returned shape {rets.shape}")
         fit = fitness_of(rets, sols, cfg.weight_decay)
         es.tell(list(sols), list(-fit))
-        fitness = np.concatenate([fitness, fit[None]])
-        returns_hist = np.concatenate([returns_hist, rets[None]])
-        checksums = np.append(checksums, sols.sum())
         controller.set_flat(es.result.xfavorite)  # the distribution mean: C's current best guess
         record = {"cmaes_state": state_name, "generation": g + 1, "mean_fitness": float(fit.mean()),
                   "best_fitness": float(fit.max()),
@@ -135,8 +112,13 @@ def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: C
                   "seconds": round(time.monotonic() - t0, 2)}
         if evaluate_mean is not None and cfg.eval_every and (g + 1) % cfg.eval_every == 0:
             record["eval_mean"], record["eval_std"] = evaluate_mean(es.result.xfavorite)
-        # The log line before the state: a kill between the two then leaves a line too many, which the
-        # resumed run drops (_truncate_log) and writes again, rather than a generation missing from the log.
+
+        # Saved after every generation. The log line before the state: a kill between the two then leaves a
+        # line too many, which the resumed run drops (_truncate_log) and writes again, rather than a
+        # generation missing from the log.
+        fitness = np.concatenate([fitness, fit[None]])
+        returns_hist = np.concatenate([returns_hist, rets[None]])
+        checksums = np.append(checksums, sols.sum())
         with open(log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
         save_npz(state_path, fitness=fitness, returns=returns_hist, checksum=checksums)
@@ -145,15 +127,56 @@ def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: C
             f"{record['best_fitness']:.1f}, sigma {record['sigma']:.4f} ({record['seconds']} s)")
     if len(fitness):
         controller.set_flat(es.result.xfavorite)
-        # Written again after a pure replay too (a crash may have come between the state and C), unless
-        # C came from another CMA-ES run in this folder: a later round of the iterative procedure, whose
-        # C a replay of round 0 must not replace.
-        meta_path = out_dir / "controller.json"
-        owner = read_json(meta_path).get("cmaes_state", state_name) if meta_path.exists() else state_name
-        if owner == state_name or ran:
-            save_model(controller, out_dir, "controller", env, extra={
-                "cmaes_state": state_name, "generation": len(fitness), "mean_fitness": float(fitness[-1].mean()),
-                "best_fitness": float(fitness[-1].max())})
-        else:
-            log(f"{out_dir / 'controller.safetensors'} comes from {owner}, not {state_name}: left as it is")
+        _save_final_controller(controller, out_dir, env, state_name, fitness, ran, log)
     return controller
+
+
+def check_settings(state_dir: Path, cfg: CMAESConfig, controller_config: ControllerConfig, seed: int,
+                   env: str) -> None:
+    """Write state_dir/settings.json, refusing a folder that holds a CMA-ES run with other settings (its state
+    would not replay). The number of generations and of workers may change from one command to the next."""
+    settings = {"cmaes": dataclasses.asdict(cfg), "controller": dataclasses.asdict(controller_config),
+                "seed": seed, "env": env}
+    settings["cmaes"].pop("workers")
+    settings["cmaes"].pop("generations")  # more generations may be asked for on resume
+    cfg_path = state_dir / "settings.json"
+    if cfg_path.exists() and read_json(cfg_path) != json.loads(json.dumps(settings)):
+        raise WMError(f"{state_dir} holds a CMA-ES run with other settings ({cfg_path}); use a new run "
+                      "directory, or delete that folder to start this one over")
+    write_json(cfg_path, settings)
+
+
+def replay(es, state_dir: Path, cfg: CMAESConfig):
+    """Tell es the generations saved in state_dir/state.npz again, which rebuilds cma's exact state; returns
+    their (fitness, returns, checksums), empty when there is no saved state."""
+    state_path = state_dir / "state.npz"
+    if not state_path.exists():
+        return np.zeros((0, cfg.popsize)), np.zeros((0, cfg.popsize, cfg.rollouts)), np.zeros(0)
+    try:
+        with np.load(state_path, allow_pickle=False) as f:
+            fitness, returns_hist, checksums = f["fitness"], f["returns"], f["checksum"]
+    except Exception as e:
+        raise WMError(f"cannot read the CMA-ES state {state_path} ({e}); delete {state_dir} to restart "
+                      "CMA-ES from scratch") from e
+    for g in range(len(fitness)):
+        sols = np.asarray(es.ask())
+        if not np.isclose(sols.sum(), checksums[g], rtol=1e-9, atol=1e-9):
+            raise WMError(f"the CMA-ES state in {state_dir} does not replay (generation {g} differs: another "
+                          "cma version or seed?); delete that folder to restart CMA-ES")
+        es.tell(list(sols), list(-fitness[g]))
+    return fitness, returns_hist, checksums
+
+
+def _save_final_controller(controller: Controller, out_dir: Path, env: str, state_name: str,
+                           fitness: np.ndarray, ran: bool, log) -> None:
+    """Write C again after a pure replay too (a crash may have come between the state and C), unless C came
+    from another CMA-ES run in this folder: a later round of the iterative procedure, whose C a replay of
+    round 0 must not replace."""
+    meta_path = out_dir / "controller.json"
+    owner = read_json(meta_path).get("cmaes_state", state_name) if meta_path.exists() else state_name
+    if owner == state_name or ran:
+        save_model(controller, out_dir, "controller", env, extra={
+            "cmaes_state": state_name, "generation": len(fitness), "mean_fitness": float(fitness[-1].mean()),
+            "best_fitness": float(fitness[-1].max())})
+    else:
+        log(f"{out_dir / 'controller.safetensors'} comes from {owner}, not {state_name}: left as it is")

@@ -17,10 +17,27 @@ import torch.nn as nn
 from .errors import check_fields
 
 KINDS = ("zh", "z", "z_hidden", "zch")
+# What each kind reads: z alone, [z, h] or [z, c, h]. These three are also the dream's observations.
+READS = {"zh": "zh", "z": "z", "z_hidden": "z", "zch": "zch"}
+
+
+def controller_input(kind: str, z: torch.Tensor, h: torch.Tensor | None = None, c: torch.Tensor | None = None):
+    """C's input for a controller of `kind` (or for what it reads, "z", "zh" or "zch"): z (B, z) alone,
+    [z, h] or [z, c, h], with M's LSTM output h and cell c (B, H) from before this step's action."""
+    reads = READS[kind]
+    if reads == "z":
+        return z
+    if reads == "zh":
+        return torch.cat([z, h], dim=-1)
+    return torch.cat([z, c, h], dim=-1)
 
 
 @dataclass
 class ControllerConfig:
+    """C's shape: what it reads (z, z + h, z + c + h, or z through a hidden layer) and how many actions it makes.
+
+    Introduced in chapter 1.
+    """
     kind: str = "zh"
     z_size: int = 32
     rnn_hidden: int = 256  # M's LSTM size
@@ -39,6 +56,10 @@ class ControllerConfig:
 
 
 class Controller(nn.Module):
+    """C: a linear map (or one hidden layer) from [z, h] (or z, or [z, c, h]) to actions in [-1, 1].
+
+    Introduced in chapter 1.
+    """
     def __init__(self, config: ControllerConfig = ControllerConfig()):
         super().__init__()
         self.config = config
@@ -51,12 +72,7 @@ class Controller(nn.Module):
 
     def features(self, z: torch.Tensor, h: torch.Tensor | None = None, c: torch.Tensor | None = None):
         """Assemble the input this kind reads from z (B, z) and M's LSTM state h, c (B, H)."""
-        kind = self.config.kind
-        if kind in ("z", "z_hidden"):
-            return z
-        if kind == "zh":
-            return torch.cat([z, h], dim=-1)
-        return torch.cat([z, c, h], dim=-1)
+        return controller_input(self.config.kind, z, h, c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, input_size) -> actions (B, action_size) in [-1, 1]."""

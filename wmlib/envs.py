@@ -39,43 +39,61 @@ def resize_frame(frame: np.ndarray, rows: int) -> np.ndarray:
 
 
 def carracing_action(a) -> np.ndarray:
-    """Controller output (3,) in [-1, 1] -> CarRacing (steer, gas, brake)."""
+    """Controller output (3,) in [-1, 1] -> CarRacing (steer, gas, brake). Chapter 1."""
     a = np.asarray(a, dtype=np.float32).reshape(3)
     return np.array([a[0], (a[1] + 1.0) / 2.0, np.clip(a[2], 0.0, 1.0)], dtype=np.float32)
 
 
 def doom_direction(a) -> int:
-    """Controller output in [-1, 1] -> -1 (left), 0 (no-op) or +1 (right)."""
+    """Controller output in [-1, 1] -> -1 (left), 0 (no-op) or +1 (right). Chapter 1."""
     v = float(np.asarray(a, dtype=np.float32).reshape(-1)[0])
     return -1 if v < -1.0 / 3.0 else (1 if v > 1.0 / 3.0 else 0)
 
 
-class CarRacingFrames(gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """CarRacing-v3 with 64x64 frames and the controller's [-1, 1]^3 action space."""
+class GameFrames(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """A real game as V and C see it: 64x64x3 uint8 frames, actions in [-1, 1]^action_size."""
+    action_size: int
 
     def __init__(self, env: gym.Env):
         gym.utils.RecordConstructorArgs.__init__(self)
         super().__init__(env)
         self.observation_space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.action_size,), np.float32)
+
+    def frame(self, obs) -> np.ndarray:
+        """The game's observation -> a 64x64x3 frame."""
+        raise NotImplementedError
+
+    def game_action(self, action):
+        """The controller's action -> the game's."""
+        raise NotImplementedError
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
-        return resize_frame(obs, 84), info
+        return self.frame(obs), info
 
     def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(carracing_action(action))
-        return resize_frame(obs, 84), float(reward), terminated, truncated, info
+        obs, reward, terminated, truncated, info = self.env.step(self.game_action(action))
+        return self.frame(obs), float(reward), terminated, truncated, info
 
 
-class DoomFrames(gym.Wrapper, gym.utils.RecordConstructorArgs):
+class CarRacingFrames(GameFrames):
+    """CarRacing-v3 with 64x64 frames and the controller's [-1, 1]^3 action space."""
+    action_size = 3
+
+    def frame(self, obs) -> np.ndarray:
+        return resize_frame(obs, 84)
+
+    def game_action(self, action):
+        return carracing_action(action)
+
+
+class DoomFrames(GameFrames):
     """VizdoomTakeCover-v1 with 64x64 frames and a one-dimensional [-1, 1] action."""
+    action_size = 1
 
     def __init__(self, env: gym.Env):
-        gym.utils.RecordConstructorArgs.__init__(self)
         super().__init__(env)
-        self.observation_space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
         self._index = self._button_indices(env.unwrapped)
 
     @staticmethod
@@ -98,19 +116,19 @@ class DoomFrames(gym.Wrapper, gym.utils.RecordConstructorArgs):
             raise RuntimeError(f"VizdoomTakeCover-v1 buttons {buttons} do not offer no-op, left and right")
         return index
 
-    def reset(self, **kwargs):
-        obs, info = self.env.reset(**kwargs)
-        return resize_frame(obs["screen"], 200), info
+    def frame(self, obs) -> np.ndarray:
+        return resize_frame(obs["screen"], 200)
 
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(self._index[doom_direction(action)])
-        return resize_frame(obs["screen"], 200), float(reward), terminated, truncated, info
+    def game_action(self, action):
+        return self._index[doom_direction(action)]
 
 
 def make_env(name: str, max_steps: int | None = None, render_mode: str | None = None) -> gym.Env:
     """Make a wrapped real environment: 64x64x3 uint8 frames in, controller actions in [-1, 1] out.
 
     max_steps caps episodes (default: CarRacing's own 1,000, Doom's 2,100 as in the paper).
+    
+    Introduced in chapter 1.
     """
     check_env_name(name)
     max_steps = MAX_STEPS[name] if max_steps is None else int(max_steps)
@@ -150,6 +168,8 @@ def cached_env(name: str, max_steps: int | None, index: int = 0) -> gym.Env:
 
 def close_games() -> int:
     """Close every env this process made with make_env that runs a game process (Doom), and forget
+    
+    Introduced in chapter 8.
     the cached ones; returns how many were closed. Chapters call it at their end; it also runs at exit."""
     n = 0
     for env in list(_OPEN_GAMES):

@@ -6,7 +6,7 @@ every message must say what was wrong *and* what to do about it.
 
 
 class WMError(Exception):
-    """A user-facing error whose message names the problem and the fix."""
+    """A user-facing error whose message names the problem and the fix. Chapter 1."""
 
 
 def check_fields(config, positive: tuple = (), non_negative: tuple = ()) -> None:

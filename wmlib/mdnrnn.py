@@ -22,6 +22,10 @@ from .errors import check_fields
 
 @dataclass
 class MDNRNNConfig:
+    """M's shape: latent and action sizes, LSTM units, mixtures per dimension, Doom's restart input and done head.
+
+    Introduced in chapter 5.
+    """
     z_size: int = 32  # 64 for Doom
     action_size: int = 3  # 1 for Doom
     hidden_size: int = 256  # 512 for Doom
@@ -49,6 +53,10 @@ class MDNOutput(NamedTuple):
 
 
 class MDNRNN(nn.Module):
+    """M: an LSTM whose output is a mixture of Gaussians per latent dimension (and, for Doom, p(done)).
+
+    Introduced in chapter 1.
+    """
     def __init__(self, config: MDNRNNConfig = MDNRNNConfig()):
         super().__init__()
         self.config = config
@@ -109,6 +117,8 @@ def mdn_nll(logpi, mu, logsigma, target, mask=None) -> torch.Tensor:
 
     -log sum_k pi_k N(target | mu_k, sigma_k), averaged over latent dims and the steps where mask
     (B, T) is true. Computed in log space (logsumexp) so that tiny sigmas do not underflow.
+    
+    Introduced in chapter 4.
     """
     x = target.unsqueeze(-1)
     log_normal = -0.5 * ((x - mu) / logsigma.exp()).pow(2) - logsigma - 0.5 * math.log(2 * math.pi)
@@ -135,6 +145,8 @@ def sample_next_z(logpi, mu, logsigma, tau: float = 1.0, generator: torch.Genera
 
     tau -> 0 picks the most likely component and returns its mean; tau = 1 samples the model as
     trained; tau > 1 makes rare components (fireballs, sharp turns) more likely and noisier.
+    
+    Introduced in chapter 4.
     """
     if not 0 < tau < math.inf:  # nan fails both comparisons; inf would draw infinite z
         raise ValueError(f"temperature tau must be a finite number > 0, got {tau}; use a small value such as 0.01 "

@@ -57,7 +57,7 @@ def _exit_with_parent(parent: int, every_s: float = 0.5) -> None:
 
 @contextlib.contextmanager
 def single_torch_thread():
-    """Run batch-of-one inference on one thread: torch's thread pool only slows such tiny ops down."""
+    """Run batch-of-one inference on one thread: torch's thread pool only slows such tiny ops down. Chapter 5."""
     import torch
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -95,9 +95,26 @@ class WorkerPool(Executor):
 
 
 def make_executor(workers: int | None) -> Executor | None:
-    """A pool of `workers` local processes, or None (run in this process) for 0 or 1 worker."""
+    """A pool of `workers` local processes, or None (run in this process) for 0 or 1 worker. Chapter 7."""
     n = resolve_workers(workers)
     return None if n <= 1 else WorkerPool(n)
+
+
+@contextlib.contextmanager
+def open_executor(executor: Executor | None, workers: int | None, tasks: int | None = None):
+    """The executor a piece of parallel work runs on: `executor` if one is given (its owner shuts it down),
+    else a pool of `workers` local processes (at most `tasks`; None for 0 or 1: this process) that this
+    block owns and shuts down however it ends, cancelling the tasks still queued."""
+    if executor is not None:
+        yield executor
+        return
+    n = resolve_workers(workers)
+    pool = make_executor(n if tasks is None else min(tasks, n))
+    try:
+        yield pool
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
 def executor_workers(executor: Executor | None, default: int = 1) -> int:

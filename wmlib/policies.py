@@ -51,16 +51,23 @@ class BrownianPolicy:
 
 
 class HeldRandomPolicy:
-    def __init__(self, seed: int):
+    """One episode, or n side by side drawing from one generator (the dream check plays n at once)."""
+
+    def __init__(self, seed: int, n: int = 1):
         self.rng = np.random.default_rng(seed)
-        self.left = 0
+        self.left = np.zeros(n, int)  # steps each episode still holds its action
+        self.value = np.zeros(n, np.float32)
+
+    def act_many(self, idx: np.ndarray) -> np.ndarray:
+        """The actions (len(idx),) of episodes idx: a new one, held for 1-10 steps, where the last ran out."""
+        renew = idx[self.left[idx] == 0]
+        self.value[renew] = self.rng.uniform(-1, 1, len(renew))
+        self.left[renew] = self.rng.integers(1, 11, len(renew))
+        self.left[idx] -= 1
+        return self.value[idx]
 
     def act(self, frame: np.ndarray) -> np.ndarray:
-        if self.left == 0:
-            self.action = np.array([self.rng.uniform(-1, 1)], dtype=np.float32)
-            self.left = int(self.rng.integers(1, 11))
-        self.left -= 1
-        return self.action
+        return self.act_many(np.zeros(1, int))
 
 
 class AgentPolicy:
@@ -76,6 +83,7 @@ class AgentPolicy:
 
 
 def make_policy(name: str, env: str, seed: int, weights: str | None = None, noise: float = 0.0):
+    """A data policy by name (random_weights, brownian, held_random, agent) for env. Chapter 8."""
     if name not in POLICIES.get(env, ()):
         raise WMError(f"unknown data policy {name!r} for {env}: choose one of {', '.join(POLICIES[env])}")
     if name == "agent":

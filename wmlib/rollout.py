@@ -5,32 +5,39 @@ CMA-ES rollouts use ([seed, generation, r, 1]), so the tracks an agent is evalua
 ones it was trained on. Workers keep their agent and env between tasks (loaded once per process and
 weights file), and receive only the controller's parameters with each task.
 """
+import dataclasses
 import numbers
-import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from .agent import Agent, cached_agent, load_agent
+from .controller import ControllerConfig
 from .envs import cached_env
 from .errors import WMError
-from .parallel import executor_workers, make_executor, run_tasks, ship_weights
+from .parallel import executor_workers, open_executor, resolve_workers, run_tasks, ship_weights
 
 
 def eval_seed(seed: int, episode: int) -> int:
+    """The game seed of evaluation episode `episode` (a stream disjoint from training's). Chapter 6."""
     return int(np.random.SeedSequence([seed, episode, 0]).generate_state(1)[0])
 
 
 def train_seed(seed: int, generation: int, rollout: int) -> int:
+    """The game seed of rollout `rollout` of CMA-ES generation `generation`. Chapter 6."""
     return int(np.random.SeedSequence([seed, generation, rollout, 1]).generate_state(1)[0])
 
 
-def rollout_many(envs: list, agent: Agent, seeds, params=None, max_steps: int | None = None):
+def rollout_many(envs: list, agent: Agent, seeds, *, params=None, max_steps: int | None = None):
     """Play len(envs) episodes side by side, V, M and C batched across them at every step.
 
     seeds: one per env (the track / game seed and the episode's z-noise). params: None (agent's own
     controller) or (len(envs), P), one controller per episode. Finished episodes leave the batch.
     Returns (total rewards, steps), two arrays of len(envs).
+    
+    Introduced in chapter 8.
     """
     n = len(envs)
     frames = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds)])
@@ -52,21 +59,43 @@ def rollout_many(envs: list, agent: Agent, seeds, params=None, max_steps: int | 
     return totals, steps
 
 
-def rollout(env, agent: Agent, seed: int, max_steps: int | None = None) -> tuple[float, int]:
+def rollout(env, agent: Agent, seed: int, *, max_steps: int | None = None) -> tuple[float, int]:
     """One episode; returns (total reward, steps)."""
-    totals, steps = rollout_many([env], agent, [seed], None, max_steps)
+    totals, steps = rollout_many([env], agent, [seed], max_steps=max_steps)
     return float(totals[0]), int(steps[0])
 
 
-def rollout_task(task: tuple) -> list[tuple[float, int]]:
-    """Worker: (env, weights dir, controller config or None, params (K, P) or None, seeds (K,), max_steps).
+@dataclass(frozen=True)
+class RolloutTask:
+    """One real episode for run_rollouts: the agent of `weights` plays `env` on game seed `seed`. Chapter 7."""
+    env: str
+    weights: str  # a run or weights directory
+    seed: int
+    controller: dict | None = None  # a ControllerConfig as a dict for a C the task brings; None: the weights' own C
+    params: np.ndarray | None = None  # (P,) that C's flat parameters (a CMA-ES candidate)
+    max_steps: int | None = None  # None: the env's own cap
 
-    Plays the K episodes side by side on K environments this process keeps between tasks.
-    """
-    env_name, weights, controller_config, params, seeds, max_steps = task
-    agent = cached_agent(env_name, weights, controller_config)
-    envs = [cached_env(env_name, max_steps, k) for k in range(len(seeds))]  # None: the env's own cap
-    totals, steps = rollout_many(envs, agent, seeds, params, None)
+    def batch_key(self) -> tuple:
+        """Tasks with equal keys can be played side by side: same game, V and M, kind of C and cap."""
+        return self.env, self.weights, repr(self.controller), self.params is None, self.max_steps
+
+
+class RolloutBatch(NamedTuple):
+    """What a worker plays: len(seeds) RolloutTasks with equal batch keys. A NamedTuple, not a dataclass:
+    a Dask worker gets the shipped weights it carries only from inside tuples, lists and dicts."""
+    env: str
+    weights: object  # a path, or a DaskExecutor's handle to the files (ship_weights)
+    seeds: list
+    controller: dict | None
+    params: np.ndarray | None  # (len(seeds), P) or None
+    max_steps: int | None
+
+
+def rollout_task(batch: RolloutBatch) -> list[tuple[float, int]]:
+    """Worker: play a batch's episodes side by side on environments this process keeps between tasks."""
+    agent = cached_agent(batch.env, batch.weights, batch.controller)
+    envs = [cached_env(batch.env, batch.max_steps, k) for k in range(len(batch.seeds))]  # None: the env's own cap
+    totals, steps = rollout_many(envs, agent, batch.seeds, params=batch.params)
     return [(float(t), int(s)) for t, s in zip(totals, steps)]
 
 
@@ -75,53 +104,63 @@ def group_size(n_tasks: int, workers: int, envs_per_worker: int) -> int:
     return max(1, min(envs_per_worker, -(-n_tasks // max(1, workers))))
 
 
-def run_rollouts(tasks: list, workers: int | None = None, executor=None, desc: str = "rollouts",
-                 progress: bool = True, envs_per_worker: int = 8) -> np.ndarray:
-    """Run single-episode tasks (env, weights, controller config, params or None, seed, max_steps).
+def batch_of(tasks: list[RolloutTask], executor) -> RolloutBatch:
+    """One worker task for RolloutTasks of equal batch keys."""
+    first = tasks[0]
+    # ship_weights reads unchanged files once, and a DaskExecutor sends a bundle once: V and M travel
+    # once per CMA-ES run, not per task. CMA-ES candidates need no C file.
+    weights = ship_weights(executor, first.weights,
+                           ("vae", "mdnrnn") if first.controller else ("vae", "mdnrnn", "controller"))
+    params = None if first.params is None else np.stack([np.asarray(t.params) for t in tasks])
+    return RolloutBatch(first.env, weights, [t.seed for t in tasks], first.controller, params, first.max_steps)
 
-    Consecutive tasks with the same env, weights, controller and cap are grouped into batched tasks
-    of up to `envs_per_worker` episodes, each played side by side in one worker. Returns an array
-    (len(tasks), 2) of (return, steps).
+
+def run_rollouts(tasks: list[RolloutTask], *, workers: int | None = None, executor=None, desc: str = "rollouts",
+                 progress: bool = True, envs_per_worker: int = 8) -> np.ndarray:
+    """Play RolloutTasks; returns an array (len(tasks), 2) of (return, steps), in the order of tasks.
+
+    Consecutive tasks with the same batch key are grouped into batches of up to `envs_per_worker`
+    episodes, each played side by side in one worker.
+    
+    Introduced in chapter 7.
     """
     out = np.zeros((len(tasks), 2))
-    own = executor is None
-    n_workers = workers if workers is not None else (os.cpu_count() or 1)
-    ex = make_executor(min(len(tasks), n_workers)) if own else executor
-    k = group_size(len(tasks), executor_workers(ex, n_workers), envs_per_worker)
-    groups = []
-    for start in range(len(tasks)):
-        t = tasks[start]
-        key = (t[0], t[1], repr(t[2]), t[3] is None, t[5])
-        if groups and groups[-1][0] == key and len(groups[-1][1]) < k:
-            groups[-1][1].append(start)
-        else:
-            groups.append((key, [start]))
-    batched = []
-    for _, idx in groups:
-        env_name, weights, ccfg, _, _, max_steps = tasks[idx[0]]
-        # ship_weights reads unchanged files once, and a DaskExecutor sends a bundle once: V and M travel
-        # once per CMA-ES run, not per task. CMA-ES candidates need no C file.
-        weights = ship_weights(ex, weights, ("vae", "mdnrnn") if ccfg else ("vae", "mdnrnn", "controller"))
-        params = None if tasks[idx[0]][3] is None else np.stack([np.asarray(tasks[i][3]) for i in idx])
-        batched.append((env_name, weights, ccfg, params, [tasks[i][4] for i in idx], max_steps))
-    try:
-        for g, results in run_tasks(rollout_task, batched, ex, desc=desc, progress=progress):
-            for i, res in zip(groups[g][1], results):
+    with open_executor(executor, workers, len(tasks)) as ex:
+        k = group_size(len(tasks), executor_workers(ex, resolve_workers(workers)), envs_per_worker)
+        groups: list[list[int]] = []
+        for i, task in enumerate(tasks):
+            if groups and len(groups[-1]) < k and tasks[groups[-1][0]].batch_key() == task.batch_key():
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        batches = [batch_of([tasks[i] for i in group], ex) for group in groups]
+        for g, results in run_tasks(rollout_task, batches, ex, desc=desc, progress=progress):
+            for i, res in zip(groups[g], results):
                 out[i] = res
-    finally:
-        if own and ex is not None:
-            ex.shutdown(cancel_futures=True)
     return out
 
 
-def evaluate(env: str, weights: Path, episodes: int, seed: int = 0, max_steps: int | None = None,
+def real_returns(env: str, weights, controller: ControllerConfig, solutions, seeds, *, max_steps: int | None = None,
+                 executor=None, desc: str = "rollouts", progress: bool = True) -> np.ndarray:
+    """Every candidate in solutions (pop, P) plays the real episodes of `seeds`: returns (pop, len(seeds)).
+
+    CMA-ES's fitness in the real game (dream_returns is the dream's), V and M read from `weights`.
+    """
+    ccfg = dataclasses.asdict(controller)
+    tasks = [RolloutTask(env, str(weights), seed, controller=ccfg, params=p, max_steps=max_steps)
+             for p in solutions for seed in seeds]
+    res = run_rollouts(tasks, executor=executor, desc=desc, progress=progress)
+    return res[:, 0].reshape(len(solutions), len(seeds))
+
+
+def evaluate(env: str, weights: Path, episodes: int, *, seed: int = 0, max_steps: int | None = None,
              workers: int | None = None, executor=None, progress: bool = True) -> dict:
-    """Evaluate the agent stored in `weights` on `episodes` real episodes."""
+    """Evaluate the agent stored in `weights` on `episodes` real episodes. Chapter 7."""
     if not isinstance(episodes, numbers.Integral) or episodes < 1:
         raise WMError(f"evaluate needs at least 1 episode, got {episodes!r}; the paper scores over 100")
     load_agent(Path(weights), env)  # fail here, with a clear error, rather than in a worker
-    tasks = [(env, str(weights), None, None, eval_seed(seed, i), max_steps) for i in range(episodes)]
-    res = run_rollouts(tasks, workers, executor, desc=f"evaluate {env}", progress=progress)
+    tasks = [RolloutTask(env, str(weights), eval_seed(seed, i), max_steps=max_steps) for i in range(episodes)]
+    res = run_rollouts(tasks, workers=workers, executor=executor, desc=f"evaluate {env}", progress=progress)
     returns = res[:, 0]
     return {"env": env, "weights": str(weights), "episodes": episodes, "seed": seed,
             "mean": float(returns.mean()), "std": float(returns.std()), "returns": returns.tolist(),

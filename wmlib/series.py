@@ -105,6 +105,7 @@ def _write_packed(tmp: Path, files, starts, lengths, meta: dict):
 
 
 def load_packed(packed: Path) -> dict:
+    """The packed series as memory maps, plus flags of each episode's first and last frame. Chapter 5."""
     packed = Path(packed)
     try:
         data = {k: np.load(packed / f"{k}.npy", mmap_mode="r", allow_pickle=False) for k in PACKED}

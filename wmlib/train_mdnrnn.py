@@ -6,7 +6,6 @@ window may run on into the following episodes (the flag tells the LSTM), as in t
 code; without one (CarRacing) the steps after the episode's end are masked out. The z-loss is masked
 on each episode's last step, whose "next frame" belongs to another episode.
 """
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -15,14 +14,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import load_torch_state, pick_device, save_model, save_torch_state
+from .checkpoint import TrainingState, pick_device, save_model
 from .errors import WMError, check_fields
 from .mdnrnn import MDNRNN, MDNRNNConfig, done_loss, mdn_nll
 from .series import load_packed
+from .vae import ConvVAE
 
 
 @dataclass
 class MDNTrainConfig:
+    """How M trains: steps, batch of windows, window length, learning-rate schedule, gradient clip. Chapter 5."""
     steps: int = 4000
     batch_size: int = 100
     seq_len: int = 999
@@ -49,6 +50,7 @@ class Batch(NamedTuple):
 
 def sample_windows(data: dict, batch: int, seq_len: int, rng: np.random.Generator, cross_episodes: bool,
                    device) -> Batch:
+    """A batch of random windows of `seq_len` steps from the packed series, with their masks. Chapter 10."""
     starts, lengths = data["starts"], data["lengths"]
     total = int(lengths.sum())
     ep = rng.integers(0, len(lengths), size=batch)
@@ -74,7 +76,11 @@ def sample_windows(data: dict, batch: int, seq_len: int, rng: np.random.Generato
 
 
 def mdnrnn_loss(model: MDNRNN, b: Batch, generator: torch.Generator):
-    z = b.mu + torch.exp(0.5 * b.logvar) * torch.randn(b.mu.shape, generator=generator, device=b.mu.device)
+    """M's loss on a batch of windows: z re-sampled from (mu, logvar), the mixture NLL plus the done loss.
+
+    Introduced in chapter 10.
+    """
+    z = ConvVAE.sample(b.mu, b.logvar, generator)  # a new z for every frame of every batch
     out = model(z[:, :-1], b.action, b.restart)
     z_loss = mdn_nll(out.logpi, out.mu, out.logsigma, z[:, 1:], b.z_mask)
     d_loss = (done_loss(out.done_logit, b.done, b.mask, model.config.done_weight)
@@ -82,7 +88,7 @@ def mdnrnn_loss(model: MDNRNN, b: Batch, generator: torch.Generator):
     return z_loss + d_loss, z_loss, d_loss
 
 
-def train_mdnrnn(packed_dir: Path, out_dir: Path, env: str, config: MDNRNNConfig, train: MDNTrainConfig,
+def train_mdnrnn(packed_dir: Path, out_dir: Path, env: str, *, config: MDNRNNConfig, train: MDNTrainConfig,
                  seed: int = 0, device: str | None = None, progress: bool = True, log=print,
                  start: MDNRNN | None = None, start_step: int = 0) -> MDNRNN:
     """Train M to train.steps steps, resuming from out_dir/mdnrnn.train.pt when it holds a state.
@@ -90,59 +96,39 @@ def train_mdnrnn(packed_dir: Path, out_dir: Path, env: str, config: MDNRNNConfig
     start (with start_step, the steps it was trained for) continues an M trained elsewhere, of which only
     the weights are left (e.g. shipped ones): used when out_dir holds no training state yet, with a fresh
     optimizer; once out_dir has a state, that state wins.
+    
+    Introduced in chapter 5.
     """
     out_dir = Path(out_dir)
     data = load_packed(packed_dir)
-    if data["mu"].shape[1] != config.z_size:
-        raise WMError(f"the series in {packed_dir} have z of size {data['mu'].shape[1]}, but M expects "
-                      f"{config.z_size}; they were encoded by another V: delete them and rerun")
-    if data["action"].ndim != 2 or data["action"].shape[1] != config.action_size:
-        raise WMError(f"the series in {packed_dir} have actions of shape {data['action'].shape[1:]}, but M expects "
-                      f"({config.action_size},); their episodes come from another env: collect this env's episodes "
-                      "into a new run directory")
+    check_series(data, config, packed_dir)
     dev = pick_device(device)
-    state_path = out_dir / "mdnrnn.train.pt"
-    # A saved state is read (and checked) before anything is built: a damaged one fails at once.
-    s = load_torch_state(state_path, ("model", "optimizer", "rng", "generator", "step", "history")) \
-        if state_path.exists() else None
+    state = TrainingState(out_dir / "mdnrnn.train.pt", "M", train.checkpoint_every_s,
+                          keys=("model", "optimizer", "rng", "generator", "step", "history"))
+    # A state marked done goes on when more steps are asked for (the next round of the iterative procedure).
+    finished = state.done and isinstance(state.saved["step"], int) and state.saved["step"] >= train.steps
     torch.manual_seed(seed)
     model = MDNRNN(config).to(dev)
     # No optimizer for a finished M: torch's first one imports torch._dynamo (~2 s of CPU), which every rerun
     # of a finished run (every restart of a killed one) would pay for nothing.
-    finished = s is not None and s.get("done") and isinstance(s["step"], int) and s["step"] >= train.steps
     opt = None if finished else torch.optim.Adam(model.parameters(), lr=train.lr)
     rng = np.random.default_rng([seed, 7])
     gen = torch.Generator(device=dev).manual_seed(seed)
-    step, history = 0, []
-    if s is None and start is not None:
+    state.track(model=model, optimizer=opt, rng=rng, generator=gen)
+    step, history = state.restore(step=0, history=[])
+    if state.saved is None and start is not None:
         if start.config != config:
             raise WMError(f"the M to start from was built as {start.config}, not {config}: pass weights of this M")
         model.load_state_dict(start.state_dict())
         step = start_step
         log(f"continuing M from given weights at step {step} (to {train.steps}), with a fresh optimizer")
-    if s is not None:
-        try:
-            model.load_state_dict(s["model"])
-            if opt is not None:
-                opt.load_state_dict(s["optimizer"])
-            rng.bit_generator.state = s["rng"]
-            gen.set_state(s["generator"])
-            step, history = s["step"], list(s["history"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a torch file, but not M's training state
-            raise WMError(f"{state_path} is not the training state of this M ({type(e).__name__}: {e}); delete it "
-                          "to train M from scratch") from e
-        if s.get("done") and step >= train.steps:
-            log(f"M already trained ({step} steps); delete {state_path} to train again")
-            return model.eval()
-        log(f"{'continuing' if s.get('done') else 'resuming'} M at step {step} (to {train.steps})")
-
-    def save(done=False):
-        save_torch_state(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                      "rng": rng.bit_generator.state, "generator": gen.get_state(),
-                                      "step": step, "history": history, "done": done})
+    if state.done and step >= train.steps:
+        log(f"M already trained ({step} steps); delete {state.path} to train again")
+        return model.eval()
+    if state.saved:
+        log(f"{'continuing' if state.done else 'resuming'} M at step {step} (to {train.steps})")
 
     model.train()
-    last_save = time.monotonic()
     bar = tqdm(total=train.steps, initial=step, desc="train M", disable=not progress, leave=False)
     while step < train.steps:
         lr = (train.lr - train.min_lr) * train.lr_decay ** step + train.min_lr
@@ -158,12 +144,22 @@ def train_mdnrnn(packed_dir: Path, out_dir: Path, env: str, config: MDNRNNConfig
         history.append([step, loss.item(), z_loss.item(), d_loss.item()])
         bar.update()
         bar.set_postfix(loss=f"{loss.item():.3f}")
-        if time.monotonic() - last_save >= train.checkpoint_every_s:
-            save()
-            last_save = time.monotonic()
+        if state.due():
+            state.save(step=step, history=history)
     bar.close()
     model.eval()
     save_model(model, out_dir, "mdnrnn", env, extra={"steps": step, "history": history[-50:]})
-    save(done=True)
+    state.save(step=step, history=history, done=True)
     log(f"M trained: {step} steps, last loss {history[-1][1]:.3f} (z {history[-1][2]:.3f}, done {history[-1][3]:.3f})")
     return model
+
+
+def check_series(data: dict, config: MDNRNNConfig, packed_dir: Path) -> None:
+    """The packed series fit this M: z of its size (encoded by this V), actions of its env."""
+    if data["mu"].shape[1] != config.z_size:
+        raise WMError(f"the series in {packed_dir} have z of size {data['mu'].shape[1]}, but M expects "
+                      f"{config.z_size}; they were encoded by another V: delete them and rerun")
+    if data["action"].ndim != 2 or data["action"].shape[1] != config.action_size:
+        raise WMError(f"the series in {packed_dir} have actions of shape {data['action'].shape[1:]}, but M expects "
+                      f"({config.action_size},); their episodes come from another env: collect this env's episodes "
+                      "into a new run directory")

@@ -6,7 +6,6 @@ the same command continues from the last saved block and gives the same final we
 was never interrupted (on CPU, same seed).
 """
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,14 +13,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import load_torch_state, pick_device, save_model, save_torch_state
+from .checkpoint import TrainingState, pick_device, save_model
 from .episodes import epoch_blocks, iterate_blocks, list_episodes
-from .errors import WMError, check_fields
+from .errors import check_fields
 from .vae import ConvVAE, VAEConfig, frames_to_tensor, vae_loss
 
 
 @dataclass
 class VAETrainConfig:
+    """How V trains: epochs over the episodes, batch, learning rate, block size of the data stream. Chapter 3."""
     epochs: float = 10  # a fraction trains on the first part of one shuffled epoch
     batch_size: int = 100
     lr: float = 1e-4
@@ -33,48 +33,32 @@ class VAETrainConfig:
                      non_negative=("checkpoint_every_s",))
 
 
-def train_vae(episodes_dir: Path, out_dir: Path, env: str, config: VAEConfig, train: VAETrainConfig,
+def train_vae(episodes_dir: Path, out_dir: Path, env: str, *, config: VAEConfig, train: VAETrainConfig,
               seed: int = 0, device: str | None = None, progress: bool = True, log=print) -> ConvVAE:
+    """Train V on the episodes in episodes_dir, resuming from out_dir/vae.train.pt when it holds a state. Chapter 3."""
     out_dir = Path(out_dir)
     files = list_episodes(episodes_dir)
     dev = pick_device(device)
-    state_path = out_dir / "vae.train.pt"
-    # A saved state is read (and checked) before anything is built: a damaged one fails at once.
-    s = load_torch_state(state_path, ("model", "optimizer", "generator", "epoch", "block", "step", "history")) \
-        if state_path.exists() else None
-
+    state = TrainingState(out_dir / "vae.train.pt", "V", train.checkpoint_every_s,
+                          keys=("model", "optimizer", "generator", "epoch", "block", "step", "history"))
     torch.manual_seed(seed)
     model = ConvVAE(config).to(dev)
     # No optimizer for a finished V: torch's first one imports torch._dynamo (~2 s of CPU), which every rerun
     # of a finished run (every restart of a killed one) would pay for nothing.
-    opt = None if s is not None and s.get("done") else torch.optim.Adam(model.parameters(), lr=train.lr)
+    opt = None if state.done else torch.optim.Adam(model.parameters(), lr=train.lr)
     gen = torch.Generator(device=dev).manual_seed(seed)
-    epoch, block, step, history = 0, 0, 0, []
-    if s is not None:
-        try:
-            model.load_state_dict(s["model"])
-            if opt is not None:
-                opt.load_state_dict(s["optimizer"])
-            gen.set_state(s["generator"])
-            epoch, block, step, history = s["epoch"], s["block"], s["step"], list(s["history"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a torch file, but not V's training state
-            raise WMError(f"{state_path} is not the training state of this V ({type(e).__name__}: {e}); delete it "
-                          "to train V from scratch") from e
-        if s.get("done"):
-            log(f"V already trained ({step} steps); delete {state_path} to train again")
-            return model.eval()
+    state.track(model=model, optimizer=opt, generator=gen)
+    epoch, block, step, history = state.restore(epoch=0, block=0, step=0, history=[])
+    if state.done:
+        log(f"V already trained ({step} steps); delete {state.path} to train again")
+        return model.eval()
+    if state.saved:
         log(f"resuming V at epoch {epoch}, block {block} (step {step})")
-
-    def save(done=False):
-        save_torch_state(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                      "generator": gen.get_state(), "epoch": epoch, "block": block,
-                                      "step": step, "history": history, "done": done})
 
     n_blocks = len(epoch_blocks(files, train.block_episodes, seed, 0))
     total_blocks = max(1, math.ceil(train.epochs * n_blocks))  # fractional epochs stop part-way
     bar = tqdm(total=total_blocks, initial=epoch * n_blocks + block, desc="train V",
                disable=not progress, leave=False)
-    last_save = time.monotonic()
     model.train()
     while epoch * n_blocks + block < total_blocks:
         for b, frames in iterate_blocks(files, train.block_episodes, seed, epoch, start_block=block):
@@ -94,15 +78,14 @@ def train_vae(episodes_dir: Path, out_dir: Path, env: str, config: VAEConfig, tr
             bar.update()
             bar.set_postfix(loss=f"{history[-1][3]:.1f}", kl=f"{history[-1][5]:.1f}")
             block = b + 1
-            if time.monotonic() - last_save >= train.checkpoint_every_s:
-                save()
-                last_save = time.monotonic()
+            if state.due():  # at a block boundary: a resumed run starts at the next block
+                state.save(epoch=epoch, block=block, step=step, history=history)
         else:
             epoch, block = epoch + 1, 0
     bar.close()
     model.eval()
     save_model(model, out_dir, "vae", env, extra={"steps": step, "history": history[-50:],
                                                    "episodes": len(files)})
-    save(done=True)
+    state.save(epoch=epoch, block=block, step=step, history=history, done=True)
     log(f"V trained: {step} steps, last loss {history[-1][3]:.1f} (recon {history[-1][4]:.1f}, kl {history[-1][5]:.1f})")
     return model

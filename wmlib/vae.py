@@ -19,6 +19,7 @@ from .errors import check_fields
 
 @dataclass
 class VAEConfig:
+    """V's shape: the latent size and the KL floor (free bits). Chapter 2."""
     z_size: int = 32  # 32 for CarRacing, 64 for Doom
     kl_tolerance: float = 0.5  # KL floor = kl_tolerance * z_size nats per sample
 
@@ -27,6 +28,7 @@ class VAEConfig:
 
 
 class VAEOutput(NamedTuple):
+    """What V returns for a batch: the reconstruction, mu, logvar and the sampled z. Chapter 2."""
     recon: torch.Tensor  # (B, 3, 64, 64) in [0, 1]
     mu: torch.Tensor  # (B, z)
     logvar: torch.Tensor  # (B, z)
@@ -40,6 +42,10 @@ class VAELoss(NamedTuple):
 
 
 class ConvVAE(nn.Module):
+    """V: the convolutional VAE that compresses a 64x64x3 frame to z and draws it back.
+
+    Introduced in chapter 1.
+    """
     def __init__(self, config: VAEConfig = VAEConfig()):
         super().__init__()
         self.config = config
@@ -81,9 +87,17 @@ class ConvVAE(nn.Module):
         return self.decoder(self.fc_decode(z).view(-1, 1024, 1, 1))
 
     @staticmethod
-    def sample(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The reparameterisation trick: z = mu + sigma * eps, differentiable in mu and logvar."""
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    def sample(mu: torch.Tensor, logvar: torch.Tensor, generator=None) -> torch.Tensor:
+        """The reparameterisation trick: z = mu + sigma * eps, differentiable in mu and logvar.
+
+        generator: None, one torch.Generator for the whole batch, or a list of one per row (an agent's
+        episodes each draw their own noise, so an episode plays the same alone or beside others).
+        """
+        if isinstance(generator, (list, tuple)):
+            eps = torch.stack([torch.randn(mu.shape[1:], generator=g, device=mu.device, dtype=mu.dtype)
+                               for g in generator])
+        else:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + torch.exp(0.5 * logvar) * eps
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
@@ -93,11 +107,12 @@ class ConvVAE(nn.Module):
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dims: (B, z) -> (B,)."""
+    """KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dims: (B, z) -> (B,). Chapter 2."""
     return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
 
 
 def vae_loss(x: torch.Tensor, out: VAEOutput, config: VAEConfig) -> VAELoss:
+    """V's loss per sample: summed squared pixel error + the KL floored at kl_tolerance * z_size. Chapter 2."""
     recon = (out.recon - x).pow(2).sum(dim=(1, 2, 3))  # (B,) squared error summed over pixels
     kl = kl_divergence(out.mu, out.logvar)  # (B,)
     kl_floored = torch.clamp(kl, min=config.kl_tolerance * config.z_size)
@@ -105,7 +120,7 @@ def vae_loss(x: torch.Tensor, out: VAEOutput, config: VAEConfig) -> VAELoss:
 
 
 def frames_to_tensor(frames, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 frames (B, 64, 64, 3) (numpy or torch) -> float (B, 3, 64, 64) in [0, 1] on `device`."""
+    """uint8 frames (B, 64, 64, 3) (numpy or torch) -> float (B, 3, 64, 64) in [0, 1] on `device`. Chapter 1."""
     if hasattr(frames, "flags") and not frames.flags.writeable:
         frames = frames.copy()  # torch wants writable memory; memory maps and cached frames are not
     t = torch.as_tensor(frames)

@@ -1,5 +1,58 @@
-"""What only the book's chapters use: set-up, glue, figures and videos (notebook.py), and what the
-Doom chapters 8 and 9 share (doom.py). A chapter imports these as `from wmlib.book import ...`."""
-from .notebook import book_run_config, glue, on_colab, quote, setup, show_frames, video, video_bytes
+"""What the book's chapters use besides wmlib's public API: `from wmlib.book import ...`.
 
-__all__ = ["book_run_config", "glue", "on_colab", "quote", "setup", "show_frames", "video", "video_bytes"]
+- set-up and sizes: setup (the profile and device), the sizes of each chapter and of the run it trains;
+- glue: glue and quote (values the text quotes);
+- pictures: show_frames, video, png, mosaic, side_by_side;
+- the chapters' shared helpers: run_stage, encode and decode with V, and what the Doom chapters 8 and 9
+  share (doom.py);
+- the stages and studies the chapters drive (wmlib.run.pipeline, wmlib.studies), re-exported here;
+- the library's details that chapters open up to look inside (loss pieces, seeds, series, worker pools):
+  not part of the data path's API, but named here so that no chapter reaches into a module.
+
+Each helper's docstring names the chapter that introduces it.
+"""
+from ..checkpoint import load_torch_state, read_json
+from ..cmaes import make_es
+from ..collect import play_episode
+from ..envs import MAX_STEPS, close_games
+from ..parallel import make_executor, single_torch_thread
+from ..policies import make_policy
+from ..run.pipeline import (open_run, stage_collect, stage_controller, stage_iterate, stage_mdnrnn, stage_series,
+                            stage_vae, timed)
+from ..run.profiles import CHAPTER_SIZES, PROFILES, IterateConfig, chapter_sizes, param_counts
+from ..series import load_packed
+from ..studies.ablation import KINDS as ABLATION_KINDS, LABELS as ABLATION_LABELS, PAPER as ABLATION_PAPER
+from ..studies.ablation import ablation, train_real
+from ..studies.dreamcheck import POLICIES as DREAM_CHECK_POLICIES
+from ..studies.dreamcheck import BatchPolicy, dream_check, dream_check_markdown, dream_survival
+from ..studies.tausweep import sweep_markdown, tau_dir
+from ..train_mdnrnn import mdnrnn_loss, sample_windows
+from ..vae import VAEOutput, kl_divergence
+from .doom import (c_policy, fireball_mask, fireball_pixels, live_sweep, open_weights, play_dream, play_real,
+                   sweep_dir)
+from .figures import mosaic, png, side_by_side
+from .notebook import (book_run_config, decode, encode, glue, on_colab, quote, repo_root, run_stage, setup,
+                       show_frames, video, video_bytes)
+
+__all__ = [
+    # set-up and sizes
+    "setup", "on_colab", "PROFILES", "CHAPTER_SIZES", "chapter_sizes", "book_run_config", "repo_root",
+    # glue
+    "glue", "quote",
+    # pictures
+    "show_frames", "video", "video_bytes", "png", "mosaic", "side_by_side",
+    # the chapters' shared helpers
+    "run_stage", "encode", "decode",
+    "open_weights", "live_sweep", "sweep_dir", "fireball_mask", "fireball_pixels", "play_real", "play_dream",
+    "c_policy",
+    # stages and studies the chapters drive
+    "open_run", "timed", "stage_collect", "stage_vae", "stage_series", "stage_mdnrnn", "stage_controller",
+    "stage_iterate", "IterateConfig", "param_counts",
+    "ablation", "train_real", "ABLATION_KINDS", "ABLATION_LABELS", "ABLATION_PAPER",
+    "dream_check", "dream_check_markdown", "dream_survival", "DREAM_CHECK_POLICIES", "BatchPolicy",
+    "sweep_markdown", "tau_dir",
+    # the library's details the chapters look inside
+    "kl_divergence", "VAEOutput", "mdnrnn_loss", "sample_windows", "load_packed", "load_torch_state", "read_json",
+    "make_es", "play_episode", "make_policy", "make_executor", "single_torch_thread", "MAX_STEPS",
+    "close_games",
+]

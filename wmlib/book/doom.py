@@ -3,10 +3,11 @@
 Both chapters load the same Doom weights, keep the results they compute themselves in the same
 folder (so that one chapter reuses what the other computed), train the same small controllers in
 the dream when the weights do not ship them, count fireballs the same way and play real episodes
-the same way. Each chapter keeps its own sizes (SIZES) and passes what is needed here explicitly:
+the same way, and play dream episodes the same way. Each chapter keeps its own sizes (chapter_sizes in
+wmlib.run.profiles) and passes what is needed here explicitly:
 
     WEIGHTS, SOURCE, LIVE = open_weights(PROFILE)  # doom_weights and live_dir, and what they print first
-    SWEEP = sweep_sizes(PROFILE)
+    SWEEP = chapter_sizes("doom_sweep", PROFILE)
     SWEEP_DIR = sweep_dir(LIVE, SWEEP, SIZES["max_steps"])
     live_sweep(WEIGHTS, [1.15], SWEEP, TAU, SIZES["max_steps"], LIVE, DEVICE)
 
@@ -18,14 +19,16 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from ..checkpoint import file_digest
 from ..cmaes import CMAESConfig
+from ..collect import play_episode
 from ..dream import DreamConfig
-from ..errors import WMError
 from ..run.pipeline import open_run, stage_collect, stage_controller, stage_mdnrnn, stage_vae
 from ..run.profiles import RunConfig, get_config
-from ..checkpoint import file_digest
 from ..studies.tausweep import tau_sweep
+from .notebook import quote, repo_root
 
 # The weights and the folder of results computed from them
 
@@ -65,13 +68,12 @@ def open_weights(profile: str) -> tuple[Path, str, Path]:
     """(weights, source, live folder) for a Doom chapter run from its folder: doom_weights and live_dir
     under the repository root (the notebook folder's parent when it holds wmlib/, else the current
     folder, e.g. /content on Colab). Prints where the weights come from and which results they ship,
+    
+    Introduced in chapter 8.
     shows a warning when they are stand-ins, and glues `stand_in` and `weights_source` for the text."""
     from IPython.display import Markdown, display
 
-    from .notebook import quote
-
-    here = Path.cwd()
-    root = here.parent if (here.parent / "wmlib").is_dir() else here
+    root = repo_root()
     weights, source = doom_weights(root)
     quote("stand_in", source == "stand-in")
     quote("weights_source", source)
@@ -95,23 +97,6 @@ def live_dir(root: Path, weights: Path, profile: str) -> Path:
 
 # The small temperature sweep: one controller per tau, trained in the dream, scored in the dream and the game
 
-SWEEP_SIZES = {  # CMA-ES candidates x rollouts for `generations`, each C scored over `episodes` episodes
-    "smoke": dict(popsize=4, rollouts=2, generations=2, episodes=1, taus=[0.1, 1.15]),
-    "default": dict(popsize=8, rollouts=2, generations=4, episodes=8, taus=[0.1, 1.15]),
-    "paper": dict(popsize=64, rollouts=16, generations=200, episodes=100, taus=[0.1, 0.5, 1.0, 1.15, 1.3]),
-}
-
-
-def sweep_sizes(profile: str) -> dict:
-    """The sizes of the tau sweep the chapters run themselves on `profile` (a copy of SWEEP_SIZES[profile])."""
-    if profile not in SWEEP_SIZES:
-        raise WMError(f"the Doom chapters have no sweep sizes for profile {profile!r}; use one of "
-                      f"{', '.join(SWEEP_SIZES)} (set WMLIB_PROFILE), or add {profile!r} to "
-                      "wmlib.book.doom.SWEEP_SIZES")
-    sizes = SWEEP_SIZES[profile]
-    return {**sizes, "taus": list(sizes["taus"])}
-
-
 def sweep_config(sweep: dict, tau: float, max_steps: int) -> RunConfig:
     """The small run configuration of the controllers the chapters train in the dream themselves."""
     cfg = get_config("doom", "smoke")  # Doom's V, M and C shapes; the CMA-ES sizes are set here
@@ -122,24 +107,28 @@ def sweep_config(sweep: dict, tau: float, max_steps: int) -> RunConfig:
 
 
 def sweep_dir(live: Path, sweep: dict, max_steps: int) -> Path:
-    """Where the sweep of these sizes lives under the live folder; tau X's controller is in its tau_X/."""
+    """Where the sweep of these sizes lives under the live folder; tau X's controller is in its tau_X/. Chapter 8."""
     return live / "tau_sweep-{popsize}x{rollouts}x{generations}-{episodes}-{steps}".format(**sweep, steps=max_steps)
 
 
 def live_sweep(weights: Path, taus: list[float], sweep: dict, tau: float, max_steps: int, live: Path,
                device: str) -> dict:
     """wmlib's tau sweep at the chapters' small sizes: one controller per tau in `taus`, scored in the
+    
+    Introduced in chapter 8.
     dream and the game. A tau already in the sweep's folder is read back, not trained again."""
-    return tau_sweep(weights, taus, sweep_config(sweep, tau, max_steps), sweep_dir(live, sweep, max_steps),
+    return tau_sweep(weights, taus, sweep_config(sweep, tau, max_steps), out=sweep_dir(live, sweep, max_steps),
                      episodes=sweep["episodes"], seed=0, device=device, workers=1, log=lambda *_: None,
                      progress=False)
 
 
-# Fireballs and real episodes
+# Fireballs, real episodes and dream episodes
 
 
 def fireball_mask(frames) -> np.ndarray:
     """True where a pixel of uint8 RGB frames (..., H, W, 3) is bright yellow: red above 150, green above
+    
+    Introduced in chapter 9.
     120 and red at least 40 above blue. Fireballs are; walls, floor and monsters are darker or redder."""
     f = np.asarray(frames, dtype=np.int16)
     r, g, b = f[..., 0], f[..., 1], f[..., 2]
@@ -147,20 +136,46 @@ def fireball_mask(frames) -> np.ndarray:
 
 
 def fireball_pixels(frames) -> np.ndarray:
-    """Fireball pixels (fireball_mask) per frame: frames (..., H, W, 3) -> counts (...)."""
+    """Fireball pixels (fireball_mask) per frame: frames (..., H, W, 3) -> counts (...). Chapter 8."""
     return fireball_mask(frames).sum(axis=(-1, -2))
 
 
 def play_real(env, agent, seed: int, max_steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One real episode of `agent` (a wmlib.agent.Agent) in `env`: the frames it saw (T + 1, 64, 64, 3),
+    
+    Introduced in chapter 8.
     the first one included, and its actions (T,). max_steps (None: no limit) ends it early."""
-    frame, _ = env.reset(seed=seed)
     agent.reset(1, seed)
-    frames, actions = [frame], []
+    ep = play_episode(env, lambda frame: agent.act(frame[None])[0], seed, max_steps or None, keep_frames=True)
+    return ep["obs"], ep["action"][:, 0].astype(np.float64)
+
+
+def c_policy(controller):
+    """A controller as the policy of one gymnasium environment (chapter 8): observation (d,) -> action (1,)."""
+    device = next(controller.parameters()).device
+
+    @torch.no_grad()
+    def act(obs):
+        return controller(torch.as_tensor(obs, device=device)[None])[0].cpu().numpy()
+    return act
+
+
+def play_dream(env, policy, seed: int, keep_frames: int):
+    """One episode of `policy` in a dream made with gymnasium.make("wmlib/Dream-v0", ...) (chapter 8).
+
+    Returns its first keep_frames frames, p(done) and the action at each step, and whether M ended it
+    (terminated) rather than the step limit. env.render() would draw every step on its own; V draws the
+    codes much faster in one batch at the end.
+    """
+    obs, _ = env.reset(seed=seed)
+    dream = env.unwrapped  # the DreamEnv under gymnasium's checking wrappers: its code z is dream.z
+    codes, p_done, actions = [dream.z], [], []
     while True:
-        a = agent.act(frame[None])[0]
-        frame, _, terminated, truncated, _ = env.step(a)
-        frames.append(frame)
+        a = policy(obs)
+        obs, _, terminated, truncated, info = env.step(a)
+        codes.append(dream.z)
+        p_done.append(info["p_done"])
         actions.append(float(a[0]))
-        if terminated or truncated or (max_steps and len(actions) >= max_steps):
-            return np.stack(frames), np.array(actions)
+        if terminated or truncated:
+            frames = dream.model.decode(torch.cat(codes[:keep_frames]))
+            return frames, np.array(p_done), np.array(actions), terminated

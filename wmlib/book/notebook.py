@@ -1,18 +1,26 @@
-"""Small helpers shared by the book's chapters.
+"""Small helpers shared by the book's chapters: set-up, glue, videos, the chapters' run and V.
 
 Every chapter starts with::
 
     from wmlib.book import setup
     PROFILE, DEVICE = setup()
 
-The profile (smoke, default or paper; see wmlib.run.profiles) comes from the WMLIB_PROFILE environment
+The profile (smoke, default, gpu or paper; see wmlib.run.profiles) comes from the WMLIB_PROFILE environment
 variable, so the same notebook runs in seconds in CI and at full size on a reader's machine.
 """
+import contextlib
+import hashlib
+import json
 import os
+import sys
+from pathlib import Path
 
+import numpy as np
 import torch
 
-from ..run.profiles import PROFILES
+from ..run.pipeline import timed
+from ..run.profiles import PROFILES, get_config
+from ..vae import frames_to_tensor, tensor_to_frames
 
 
 def _profile_from_env() -> str:
@@ -32,7 +40,7 @@ def device() -> str:
 
 
 def on_colab() -> bool:
-    """True when running inside Google Colab."""
+    """True when running inside Google Colab. Chapter 1."""
     try:
         import google.colab  # noqa: F401
     except ImportError:
@@ -45,6 +53,8 @@ def setup() -> tuple[str, str]:
 
     WMLIB_PROFILE is read again here, so setting os.environ["WMLIB_PROFILE"] and rerunning the
     first cell switches the profile without restarting the kernel.
+    
+    Introduced in chapter 1.
     """
     global PROFILE
     PROFILE = _profile_from_env()
@@ -65,6 +75,8 @@ def glue(name: str, value, display: bool = True):
     numpy and torch scalars become plain Python numbers first (myst-nb cannot format them in the
     text). Where myst-nb is not installed (Colab: there is no book to build there) it only returns
     the value; the cells print their numbers anyway.
+    
+    Introduced in chapter 2.
     """
     if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
         value = value.item()
@@ -81,6 +93,8 @@ def quote(name: str, value):
 
     Anything with .item() (a numpy or torch scalar, a 0-d tensor, a one-element array) becomes a plain
     Python number first; returns the value glued.
+    
+    Introduced in chapter 2.
     """
     if hasattr(value, "item"):
         value = value.item()
@@ -91,6 +105,8 @@ def show_frames(frames, ncols: int = 8, scale: float = 1.5, titles=None):
     """Show uint8 frames (N, 64, 64, 3) in a grid of `ncols` columns.
 
     `scale` is the size of one frame in inches; `titles` (optional) labels each frame.
+    
+    Introduced in chapter 1.
     """
     import matplotlib.pyplot as plt
     import numpy as np
@@ -124,6 +140,8 @@ def video_bytes(frames, fps: int = 25, scale: int = 4, max_bytes: int = MAX_VIDE
     The encoder is imageio-ffmpeg's bundled ffmpeg (no system ffmpeg needed). yuv420p and even frame
     sizes make the file play in every browser. Raises ValueError when the result exceeds max_bytes
     (show fewer frames or a smaller scale).
+    
+    Introduced in chapter 3.
     """
     import numpy as np
     import imageio_ffmpeg
@@ -164,6 +182,8 @@ def video(frames, fps: int = 25, scale: int = 4, max_bytes: int = MAX_VIDEO_BYTE
 
     The video is embedded as base64 in the cell's output (no file next to the notebook), so the same
     call works everywhere; `max_bytes` caps its size.
+    
+    Introduced in chapter 3.
     """
     import base64
     from IPython.display import HTML
@@ -174,64 +194,50 @@ def video(frames, fps: int = 25, scale: int = 4, max_bytes: int = MAX_VIDEO_BYTE
                 f'src="data:video/mp4;base64,{data}"></video>{cap}</figure>')
 
 
-# The sizes of the run the book's chapters share per env and profile: (section, field) -> value, applied
-# to the smoke configuration ("paper" takes get_config(env, "paper") unchanged). "default" must keep a
-# chapter within a few minutes on a 2-core CPU, so it is far smaller than the CLI's default profile.
-BOOK_SIZES = {
-    "carracing": {
-        # smoke collects in the notebook's own process: a worker pool's start-up would dominate 240 steps
-        "smoke": {("collect", "workers"): 1, ("vae_train", "block_episodes"): 1,
-                  # C (chapter 7): CMA-ES in the real game, 80 env steps per generation
-                  ("cmaes", "popsize"): 4, ("cmaes", "rollouts"): 1, ("cmaes", "generations"): 2,
-                  ("cmaes", "max_steps"): 20, ("cmaes", "workers"): 2, ("cmaes", "eval_every"): 0,
-                  ("cmaes", "eval_episodes"): 2},
-        "default": {
-            ("collect", "episodes"): 32, ("collect", "max_steps"): 300, ("collect", "workers"): 2,
-            ("vae_train", "epochs"): 2, ("vae_train", "batch_size"): 100, ("vae_train", "lr"): 1e-3,
-            ("vae_train", "block_episodes"): 4,
-            ("mdnrnn_train", "steps"): 600, ("mdnrnn_train", "batch_size"): 16, ("mdnrnn_train", "seq_len"): 100,
-            # C (chapter 7): 8 candidates x 1 track x 4 generations of 200 steps, under a minute of rollouts
-            # (the default book build, all ten chapters, must stay under 20 minutes on a 2-core CPU)
-            ("cmaes", "popsize"): 8, ("cmaes", "rollouts"): 1, ("cmaes", "generations"): 4,
-            ("cmaes", "max_steps"): 200, ("cmaes", "workers"): 2, ("cmaes", "eval_every"): 0,
-            ("cmaes", "eval_episodes"): 4,
-        },
-    },
-}
-
-
-def book_run_config(env: str, profile: str, seed: int = 0):
-    """(RunConfig, run directory) shared by the book's chapters that train `env` on `profile`.
-
-    "smoke" and "default" start from get_config(env, "smoke") and set the sizes in BOOK_SIZES;
-    "paper" is get_config(env, "paper"). The run directory is runs/book-ENV-PROFILE-DIGEST under the
-    repository root (the parent of the notebook's folder when that holds wmlib/, else the current
-    folder, e.g. /content on Colab). Every chapter passes the result to wmlib.run.pipeline.open_run and
-    the stage_* functions, which skip finished work: a chapter opened second reuses what the first
-    one trained, and one opened first trains it.
-    """
-    import dataclasses
-    from pathlib import Path
-
-    from ..run.profiles import get_config
-
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
-    if profile == "paper":
-        cfg = get_config(env, "paper", seed)
-    else:
-        if env not in BOOK_SIZES or profile not in BOOK_SIZES[env]:
-            raise ValueError(f"the book has no {profile!r} sizes for env {env!r}; add them to "
-                             "wmlib.book.notebook.BOOK_SIZES")
-        cfg = get_config(env, "smoke", seed)
-        cfg.profile = profile
-        for (section, name), value in BOOK_SIZES[env][profile].items():
-            setattr(cfg, section, dataclasses.replace(getattr(cfg, section), **{name: value}))
-    # The folder's name ends with a digest of the whole configuration: edit BOOK_SIZES (or a default in
-    # wmlib.run.profiles) and the chapters train a new run instead of silently reusing one of other sizes.
-    import hashlib
-    import json
-    digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+def repo_root() -> Path:
+    """The folder that holds runs/ and pretrained/: the repository when a chapter runs from its book/ folder
+    
+    Introduced in chapter 3.
+    (the parent holds wmlib/), else the current folder (e.g. /content on Colab)."""
     here = Path.cwd()
-    root = here.parent if (here.parent / "wmlib").is_dir() else here
-    return cfg, root / "runs" / f"book-{env}-{profile}-{digest}"
+    return here.parent if (here.parent / "wmlib").is_dir() else here
+
+
+def book_run_config(env: str, profile: str, seed: int = 0, *, name: str | None = None):
+    """(RunConfig, run directory) of the run the book's chapters train for `env` on `profile` (chapter 3).
+
+    The configuration is get_config(env, profile, seed), the same as `python -m wmlib run --profile PROFILE`.
+    The run directory is runs/book-NAME-PROFILE-DIGEST under repo_root() (NAME: `env` unless given). Every
+    chapter passes the result to open_run and the stage_* functions, which skip finished work: a chapter
+    opened second reuses what the first one trained, and one opened first trains it.
+    """
+    cfg = get_config(env, profile, seed)
+    # The folder's name ends with a digest of the whole configuration: edit a size in wmlib.run.profiles and
+    # the chapters train a new run instead of silently reusing one of other sizes.
+    digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+    return cfg, repo_root() / "runs" / f"book-{name or env}-{profile}-{digest}"
+
+
+def run_stage(name: str, stage, cfg, run_dir: Path, **kwargs):
+    """Run a pipeline stage the chapter's way (chapter 3): its log on stdout, no progress bars, its wall
+    time added to run_dir/timings.json under `name`. Returns what the stage returns."""
+    with timed(run_dir, name), contextlib.redirect_stderr(sys.stdout):
+        return stage(cfg, run_dir, progress=False, **kwargs)
+
+
+@torch.no_grad()
+def encode(vae, frames, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """V's code of uint8 frames (N, 64, 64, 3) (chapter 3): mu and logvar, each (N, z), on V's device.
+
+    The frames go through V `batch` at a time, so a long episode does not need memory for all at once."""
+    device = next(vae.parameters()).device
+    parts = [vae.encode(frames_to_tensor(frames[k:k + batch], device)) for k in range(0, len(frames), batch)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+@torch.no_grad()
+def decode(vae, z, batch: int = 500) -> np.ndarray:
+    """V's drawing of codes z (N, z) (a tensor or an array) as uint8 frames (N, 64, 64, 3) (chapter 3)."""
+    device = next(vae.parameters()).device
+    z = z.detach().float().cpu() if torch.is_tensor(z) else torch.as_tensor(np.asarray(z), dtype=torch.float32)
+    return np.concatenate([tensor_to_frames(vae.decode(z[k:k + batch].to(device))) for k in range(0, len(z), batch)])

@@ -2,7 +2,6 @@
 import argparse
 import contextlib
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -40,12 +39,22 @@ def _run_config(args):
     if getattr(args, "where", None) is not None:
         cfg.cmaes.where = args.where
     if getattr(args, "tau", None) is not None:
-        if not args.tau > 0:
-            raise WMError(f"--tau must be > 0, got {args.tau}; the paper used 1.15")
-        cfg.dream.tau = args.tau
+        cfg.dream = _dream_config(args, cfg.dream)
     if args.workers is not None:
         cfg.collect.workers = cfg.cmaes.workers = _positive("--workers", args.workers, allow_zero=True)
     return open_run(run_dir, cfg), run_dir
+
+
+def _dream_config(args, base=None):
+    """The dream's settings: `base` (default: DreamConfig()) with --tau and --max-steps where the command has
+    them and they are given. DreamConfig checks them; its message, for the option it names."""
+    from ..dream import dream_config
+    given = {name: getattr(args, name, None) for name in ("tau", "max_steps")}
+    try:
+        return dream_config(base, **given)
+    except ValueError as e:
+        options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in given.items() if v is not None)
+        raise WMError(f"{options}: {e}") from e
 
 
 def _positive(name, value, allow_zero=False):
@@ -63,9 +72,6 @@ def _check_numbers(args):
     for name, low in MINIMUM.items():
         if getattr(args, name, None) is not None:
             _positive("--" + name.replace("_", "-"), getattr(args, name), allow_zero=low == 0)
-    tau = getattr(args, "tau", None)
-    if tau is not None and not (math.isfinite(tau) and tau > 0):  # argparse's float() accepts nan and inf
-        raise WMError(f"--tau must be a number > 0, got {tau}; the paper used 1.15")
 
 
 @contextlib.contextmanager
@@ -116,8 +122,8 @@ def cmd_evaluate(args):
     if args.max_steps is not None:
         _positive("--max-steps", args.max_steps)
     with _dask(args) as executor:
-        res = evaluate(args.env, weights, args.episodes, args.seed, args.max_steps, args.workers, executor,
-                       progress=not args.no_progress)
+        res = evaluate(args.env, weights, args.episodes, seed=args.seed, max_steps=args.max_steps,
+                       workers=args.workers, executor=executor, progress=not args.no_progress)
     if args.json:
         print(json.dumps(res))
     else:
@@ -128,11 +134,10 @@ def cmd_dream_check(args):
     from ..studies.dreamcheck import dream_check, dream_check_markdown
     from ..checkpoint import pick_device
     _positive("--episodes", args.episodes)
-    if not args.tau > 0:
-        raise WMError(f"--tau must be > 0, got {args.tau}; the paper used 1.15")
+    dream = _dream_config(args)
     with _dask(args) as executor:
-        res = dream_check(args.weights, args.episodes, args.tau, args.seed, args.max_steps, args.workers,
-                          pick_device(args.device), progress=not args.no_progress, executor=executor,
+        res = dream_check(args.weights, episodes=args.episodes, dream=dream, seed=args.seed, workers=args.workers,
+                          device=pick_device(args.device), progress=not args.no_progress, executor=executor,
                           real=not args.dream_only)
     print(dream_check_markdown(res))
     if args.json:
@@ -154,8 +159,9 @@ def cmd_tau_sweep(args):
             setattr(cfg.cmaes, name, value)
     out = Path(args.out) if args.out else Path(args.weights) / "tau_sweep"
     with _dask(args) as executor:
-        res = tau_sweep(Path(args.weights), taus, cfg, out, args.episodes, args.seed, pick_device(args.device),
-                        args.workers, log_err, not args.no_progress, executor)
+        res = tau_sweep(Path(args.weights), taus, cfg, out=out, episodes=args.episodes, seed=args.seed,
+                        device=pick_device(args.device), workers=args.workers, log=log_err,
+                        progress=not args.no_progress, executor=executor)
     if args.ship:
         ship_sweep(out, Path(args.weights))
         log_err(f"shipped: {Path(args.weights) / 'tau_sweep.json'} and {Path(args.weights) / 'tau_controllers'}/")
@@ -183,7 +189,8 @@ def cmd_ablation(args):
     out = Path(args.out) if args.out else Path(args.weights) / "ablation"
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     with _dask(args) as executor:
-        res = ablation(Path(args.weights), cfg, out, args.episodes, kinds, log_err, not args.no_progress, executor)
+        res = ablation(Path(args.weights), cfg, out, episodes=args.episodes, kinds=kinds, log=log_err,
+                       progress=not args.no_progress, executor=executor)
     print(res["markdown"])
     if args.json:
         print(json.dumps({k: v for k, v in res.items() if k != "markdown"}))
@@ -193,8 +200,8 @@ def cmd_export(args):
     from .export import export
     _positive("--episodes", args.episodes)
     with _dask(args) as executor:
-        card = export(args.run_dir, args.out, args.env, args.episodes, args.seed, command=args.command_line,
-                      workers=args.workers, progress=not args.no_progress, executor=executor)
+        card = export(args.run_dir, args.out, args.env, episodes=args.episodes, seed=args.seed,
+                      command=args.command_line, workers=args.workers, progress=not args.no_progress, executor=executor)
     print(json.dumps(card["score"]))
 
 
@@ -202,8 +209,19 @@ DASK_HELP = ("run the parallel work (real-game rollouts, collection) on the Dask
              "e.g. tcp://10.0.0.5:8786, instead of local processes")
 
 
+def _add_work_options(q, device: bool = False) -> None:
+    """What every command that plays real episodes asks: where the work runs, and whether to show progress."""
+    q.add_argument("--workers", type=int, default=None)
+    q.add_argument("--dask-scheduler", default=None, metavar="ADDRESS", help=DASK_HELP)
+    if device:
+        q.add_argument("--device", default=None)
+    q.add_argument("--no-progress", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from ..dream import DreamConfig
     from ..envs import ENV_NAMES
+    from ..studies.tausweep import PAPER_TAUS
     from .profiles import PROFILES
     p = argparse.ArgumentParser(prog="python -m wmlib", description="World Models (Ha & Schmidhuber, 2018): "
                                 "collect, train V, M and C, evaluate.")
@@ -239,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--generations", type=int, default=None, help="override the profile's generations")
             q.add_argument("--where", choices=("real", "dream"), default=None,
                            help="train C in the real game or in M's dream (default: the profile's)")
-            q.add_argument("--tau", type=float, default=None, help="the dream's temperature (default 1.15)")
+            q.add_argument("--tau", type=float, default=None, help="the dream's temperature (default: the profile's)")
         if name in ("iterate", "run"):
             q.add_argument("--iterations", type=int, default=None,
                            help="rounds of the iterative procedure (default: the profile's)")
@@ -251,10 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--episodes", type=int, default=100)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--max-steps", type=int, default=None)
-    q.add_argument("--workers", type=int, default=None)
-    q.add_argument("--dask-scheduler", default=None, metavar="ADDRESS", help=DASK_HELP)
     q.add_argument("--json", action="store_true", help="last line of stdout: one JSON object")
-    q.add_argument("--no-progress", action="store_true")
+    _add_work_options(q)
     q.set_defaults(func=cmd_evaluate)
 
     q = sub.add_parser("export", help="fp16 weights + model card (with a fresh evaluation) for shipping")
@@ -263,31 +279,28 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", type=Path, required=True, help="e.g. pretrained/doom")
     q.add_argument("--episodes", type=int, default=100)
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--workers", type=int, default=None)
-    q.add_argument("--dask-scheduler", default=None, metavar="ADDRESS", help=DASK_HELP)
     q.add_argument("--command-line", default=None, help="the command that trained the run, for the card")
-    q.add_argument("--no-progress", action="store_true")
+    _add_work_options(q)
     q.set_defaults(func=cmd_export)
 
     q = sub.add_parser("dream-check", help="survival of fixed policies in the Doom dream and in the real game")
     q.add_argument("--weights", required=True, help="a Doom run or weights directory (V, M, initial_z.npz)")
     q.add_argument("--episodes", type=int, default=100)
-    q.add_argument("--tau", type=float, default=1.15)
+    q.add_argument("--tau", type=float, default=None, help=f"the dream's temperature (default {DreamConfig.tau})")
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--max-steps", type=int, default=2100)
+    q.add_argument("--max-steps", type=int, default=None,
+                   help=f"the cap on an episode, in the dream and the game (default {DreamConfig.max_steps})")
     q.add_argument("--dream-only", action="store_true",
                    help="only the dream half (seconds): checks a new M; the real half is the same for any M "
                         "except for the random controllers")
-    q.add_argument("--workers", type=int, default=None)
-    q.add_argument("--dask-scheduler", default=None, metavar="ADDRESS", help=DASK_HELP)
-    q.add_argument("--device", default=None)
     q.add_argument("--json", action="store_true")
-    q.add_argument("--no-progress", action="store_true")
+    _add_work_options(q, device=True)
     q.set_defaults(func=cmd_dream_check)
 
     q = sub.add_parser("tau-sweep", help="train C in the Doom dream at each tau; virtual and actual scores")
     q.add_argument("--weights", required=True, help="a Doom run or weights directory (V, M, initial_z.npz)")
-    q.add_argument("--taus", default="0.1,0.5,1.0,1.15,1.3")
+    q.add_argument("--taus", default=PAPER_TAUS, help=f"comma-separated temperatures (default: the paper's, "
+                                                       f"{PAPER_TAUS})")
     q.add_argument("--profile", default="default", choices=PROFILES, help="CMA-ES budget per tau")
     q.add_argument("--popsize", type=int, default=None, help="CMA-ES candidates (default: the profile's)")
     q.add_argument("--rollouts", type=int, default=None, help="dream episodes per candidate (default: the profile's)")
@@ -300,11 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--ship", action="store_true",
                    help="then copy the table and each tau's C into WEIGHTS (tau_sweep.json, tau_controllers/), "
                         "where chapters 8 and 9 read them")
-    q.add_argument("--workers", type=int, default=None)
-    q.add_argument("--dask-scheduler", default=None, metavar="ADDRESS", help=DASK_HELP)
-    q.add_argument("--device", default=None)
     q.add_argument("--json", action="store_true")
-    q.add_argument("--no-progress", action="store_true")
+    _add_work_options(q, device=True)
     q.set_defaults(func=cmd_tau_sweep)
 
     q = sub.add_parser("ablation", help="CarRacing: C on z, z + hidden layer, z + h, same budget; table vs paper")
@@ -315,10 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--episodes", type=int, default=100)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--out", default=None, help="default: WEIGHTS/ablation")
-    q.add_argument("--workers", type=int, default=None)
-    q.add_argument("--dask-scheduler", default=None, metavar="ADDRESS", help=DASK_HELP)
     q.add_argument("--json", action="store_true")
-    q.add_argument("--no-progress", action="store_true")
+    _add_work_options(q)
     q.set_defaults(func=cmd_ablation)
     return p
 

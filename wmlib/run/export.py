@@ -33,7 +33,7 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}"
 
 
-def export(run_dir: Path, out: Path, env: str, episodes: int = 100, seed: int = 0, command: str | None = None,
+def export(run_dir: Path, out: Path, env: str, *, episodes: int = 100, seed: int = 0, command: str | None = None,
            workers=None, progress=True, extra: dict | None = None, executor=None) -> dict:
     run_dir, out = Path(run_dir), Path(out)
     if not (run_dir / "run.json").exists():
@@ -52,7 +52,7 @@ def export(run_dir: Path, out: Path, env: str, episodes: int = 100, seed: int = 
         keep = {k: v for k, v in meta.items() if k not in ("format", "model", "env", "config", "history")}
         save_model(model, out, name, env, extra=keep, dtype=torch.float16)
     save_npz(out / "initial_z.npz", mu=mu, logvar=logvar)
-    score = evaluate(env, out, episodes, seed, None, workers, executor, progress)
+    score = evaluate(env, out, episodes, seed=seed, workers=workers, executor=executor, progress=progress)
     episodes_dir = run_dir / "episodes"
     card = {
         "env": env, "command": command, "commit": git_commit(), "seed": run["seed"], "profile": run["profile"],

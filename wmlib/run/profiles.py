@@ -1,11 +1,18 @@
-"""Run configurations: one dataclass tree per (env, profile), the paper's values where it gives them.
+"""The sizes of everything wmlib runs, per profile: one level means the same for the CLI and the book.
 
 Profiles:
 - smoke:   every stage in seconds, for tests and CI (tiny data, a couple of CMA-ES generations);
-- default: a reader's own run, sized for Colab with a GPU (V and M train on it); on a 2-core CPU
-           the CarRacing default takes many hours (see benchmarks/README.md for measured rates);
+- default: what a reader's 2-core CPU runs in minutes: `python -m wmlib run` and the book's chapters
+           (small data, a few CMA-ES generations; the models are the paper's);
+- gpu:     a reader's own run sized for a Colab-class GPU (V and M train on it); on a 2-core CPU the
+           CarRacing run takes many hours (see benchmarks/README.md for measured rates);
 - paper:   the paper's data sizes and hyperparameters (needs a GPU for V and M and many cores for C).
+
+get_config(env, profile) is the whole run (collect, V, M, C, evaluation) of one profile, for the CLI and
+for the chapters that train one. CHAPTER_SIZES holds what only the book sizes, per chapter and profile: the
+toy problems of chapters 2, 4 and 6, how much each chapter looks at, the Doom chapters' tau sweep.
 """
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 
@@ -17,15 +24,16 @@ from ..envs import check_env_name
 from ..errors import WMError, check_fields
 from ..mdnrnn import MDNRNNConfig
 from ..train_mdnrnn import MDNTrainConfig
+from ..studies.tausweep import PAPER as PAPER_TAU_TABLE
 from ..train_vae import VAETrainConfig
 from ..vae import VAEConfig
 
-PROFILES = ("smoke", "default", "paper")
+PROFILES = ("smoke", "default", "gpu", "paper")
 
 
 @dataclass
 class IterateConfig:
-    """The paper's iterative procedure: collect with the current C, retrain M on all data, retrain C."""
+    """The paper's iterative procedure: collect with the current C, retrain M on all data, retrain C. Chapter 10."""
     iterations: int = 0
     episodes: int = 200  # new real episodes per iteration, played by the agent
     noise: float = 0.3  # std of Gaussian noise on the agent's actions while collecting
@@ -37,6 +45,7 @@ class IterateConfig:
 
 @dataclass
 class RunConfig:
+    """Every setting of one run (collect, V, M, C, dream, iterate, evaluation), as run.json records it. Chapter 7."""
     env: str
     profile: str
     seed: int = 0
@@ -78,14 +87,22 @@ def _carracing(profile: str) -> RunConfig:
                     vae=VAEConfig(z_size=32),
                     mdnrnn=MDNRNNConfig(z_size=32, action_size=3, hidden_size=256),
                     controller=ControllerConfig(kind="zh", z_size=32, rnn_hidden=256, action_size=3))
-    if profile == "smoke":
-        cfg.collect = CollectConfig(episodes=4, max_steps=60, workers=2)
-        cfg.vae_train = VAETrainConfig(epochs=1, batch_size=32, lr=1e-3, block_episodes=2)
+    if profile == "smoke":  # one process collects: a worker pool's start-up would dominate 240 steps
+        cfg.collect = CollectConfig(episodes=4, max_steps=60, workers=1)
+        cfg.vae_train = VAETrainConfig(epochs=1, batch_size=32, lr=1e-3, block_episodes=1)
         cfg.mdnrnn_train = MDNTrainConfig(steps=10, batch_size=4, seq_len=30)
-        cfg.cmaes = CMAESConfig(popsize=4, rollouts=1, generations=2, max_steps=50, workers=2,
-                                eval_every=0)
-        cfg.eval_episodes, cfg.eval_max_steps = 2, 50
-    elif profile == "default":
+        cfg.cmaes = CMAESConfig(popsize=4, rollouts=1, generations=2, max_steps=20, workers=2,
+                                eval_every=0, eval_episodes=2)
+        cfg.eval_episodes, cfg.eval_max_steps = 2, 20
+    elif profile == "default":  # the book's chapters 3, 5 and 7 (all ten under 20 minutes on a 2-core CPU)
+        cfg.collect = CollectConfig(episodes=32, max_steps=300, workers=2)
+        cfg.vae_train = VAETrainConfig(epochs=2, batch_size=100, lr=1e-3, block_episodes=4)
+        cfg.mdnrnn_train = MDNTrainConfig(steps=600, batch_size=16, seq_len=100)
+        # C: 8 candidates x 1 track x 4 generations of 200 steps, under a minute of rollouts
+        cfg.cmaes = CMAESConfig(popsize=8, rollouts=1, generations=4, max_steps=200, workers=2, eval_every=0,
+                                eval_episodes=4)
+        cfg.eval_episodes, cfg.eval_max_steps = 4, 200
+    elif profile == "gpu":
         cfg.collect = CollectConfig(episodes=200, max_steps=1000)
         cfg.vae_train = VAETrainConfig(epochs=3, batch_size=100, lr=1e-3)
         cfg.mdnrnn_train = MDNTrainConfig(steps=1500, batch_size=32, seq_len=999)
@@ -115,10 +132,20 @@ def _doom(profile: str) -> RunConfig:
                                           lr_decay=0.99999, checkpoint_every_s=0)
         cfg.cmaes = CMAESConfig(popsize=4, rollouts=2, generations=2, max_steps=100, workers=2, eval_every=0,
                                 where="dream")
-        cfg.dream = DreamConfig(tau=1.15, max_steps=100)
+        cfg.dream = DreamConfig(max_steps=100)
         cfg.iterate = IterateConfig(iterations=0, episodes=2, noise=0.3, mdnrnn_steps=5)
         cfg.eval_episodes, cfg.eval_max_steps = 2, 100
-    elif profile == "default":  # sized for about an hour on a 2-core CPU. Not yet good enough: with these
+    elif profile == "default":  # minutes on a 2-core CPU: chapter 10's run (it adds one round of iterate)
+        cfg.collect = CollectConfig(episodes=16, max_steps=400, policy="held_random", min_length=100, workers=1)
+        cfg.vae_train = VAETrainConfig(epochs=0.25, batch_size=64, lr=1e-3, block_episodes=4)
+        cfg.mdnrnn_train = MDNTrainConfig(steps=100, batch_size=16, seq_len=32, lr=1e-3, min_lr=1e-5,
+                                          lr_decay=0.99999)
+        cfg.cmaes = CMAESConfig(popsize=12, rollouts=2, generations=4, max_steps=300, workers=2, eval_every=0,
+                                where="dream")
+        cfg.dream = DreamConfig(max_steps=300)
+        cfg.iterate = IterateConfig(iterations=0, episodes=6, noise=0.3, mdnrnn_steps=40)
+        cfg.eval_episodes, cfg.eval_max_steps = 2, 100
+    elif profile == "gpu":  # about an hour on a 2-core CPU, minutes with a GPU. Not yet good enough: with these
         # sizes (and with 1,500 episodes, V ~1 epoch, M 502 steps) M does not generate approaching fireballs,
         # the dream fails the dream check and C scores ~170 in the real game. An M trained on ~30x more frames
         # (on a GPU, scripts/pretrained_doom.py) passes the check for standing still and random play, and then
@@ -141,11 +168,19 @@ def _doom(profile: str) -> RunConfig:
     return cfg
 
 
-def get_config(env: str, profile: str = "default", seed: int = 0) -> RunConfig:
-    check_env_name(env)
+def check_profile(profile: str) -> str:
     if profile not in PROFILES:
-        raise WMError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)} "
-                      "(smoke = seconds, default = a laptop or Colab, paper = the paper's scale)")
+        raise WMError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)} (smoke = seconds, "
+                      "default = minutes on a laptop, gpu = a Colab-class GPU, paper = the paper's scale)")
+    return profile
+
+
+def get_config(env: str, profile: str = "default", seed: int = 0) -> RunConfig:
+    """The whole run of `env` on `profile`: what `python -m wmlib run --profile PROFILE` and the chapters train.
+    
+    Introduced in chapter 1."""
+    check_env_name(env)
+    check_profile(profile)
     cfg = _carracing(profile) if env == "carracing" else _doom(profile)
     cfg.seed = int(seed)
     return cfg
@@ -162,3 +197,102 @@ def param_counts(env: str) -> dict:
     return {"env": env, "vae": count(vae), "mdnrnn": rnn.paper_param_count(), "mdnrnn_pytorch": count(rnn),
             "controller": count(c), "z_size": cfg.vae.z_size, "rnn_hidden": cfg.mdnrnn.hidden_size,
             "controller_kind": cfg.controller.kind}
+
+
+# What the book's chapters size themselves, per chapter and profile (a chapter that trains a whole run takes
+# that from get_config). The keys are the chapters' file names; "doom_sweep" is the small tau sweep that
+# chapters 8 and 9 share when the weights ship none. Change a value here and every chapter sees it.
+TAUS = sorted(PAPER_TAU_TABLE)  # the paper's temperatures for Doom
+CHAPTER_SIZES = {
+    "world_models": {  # uniform random Doom episodes behind the noise estimate
+        "smoke": dict(random_episodes=3), "default": dict(random_episodes=20),
+        "gpu": dict(random_episodes=20), "paper": dict(random_episodes=100),
+    },
+    "vae_from_scratch": {  # images to train and test on; epochs of the main run and of each exercise run
+        "smoke": dict(n_train=256, n_test=128, epochs=1, ex_epochs=1),
+        "default": dict(n_train=5000, n_test=1000, epochs=8, ex_epochs=2),
+        "gpu": dict(n_train=50_000, n_test=5000, epochs=30, ex_epochs=10),
+        "paper": dict(n_train=50_000, n_test=5000, epochs=30, ex_epochs=10),
+    },
+    "v_carracing": {  # episodes for the data's statistics, held-out and brownian episodes, frames in the grid
+        "smoke": dict(stats_episodes=4, heldout=1, grid_frames=8, brownian=1),
+        "default": dict(stats_episodes=32, heldout=2, grid_frames=16, brownian=2),
+        "gpu": dict(stats_episodes=100, heldout=4, grid_frames=16, brownian=2),
+        "paper": dict(stats_episodes=200, heldout=8, grid_frames=16, brownian=4),
+    },
+    "mixture_density_networks": {  # points, hidden units, mixture components, Adam steps on batches of `batch`;
+        # draws per sampling check, temperatures in the sweep
+        "smoke": dict(n_train=1000, n_test=500, hidden=32, mixtures=5, steps=200, batch=256, lr=1e-2,
+                      check_draws=5_000, sweep_taus=4),
+        "default": dict(n_train=2000, n_test=2000, hidden=32, mixtures=5, steps=3000, batch=256, lr=1e-2,
+                        check_draws=20_000, sweep_taus=27),
+        "gpu": dict(n_train=5000, n_test=5000, hidden=64, mixtures=5, steps=10000, batch=256, lr=1e-2,
+                    check_draws=50_000, sweep_taus=40),
+        "paper": dict(n_train=5000, n_test=5000, hidden=64, mixtures=5, steps=10000, batch=256, lr=1e-2,
+                      check_draws=50_000, sweep_taus=40),
+    },
+    "m_carracing": {  # held-out episodes, dream length, dreams per temperature, frames for V's statistics
+        "smoke": dict(heldout=1, dream_steps=60, dreams_per_tau=4, stats_frames=10_000),
+        "default": dict(heldout=2, dream_steps=250, dreams_per_tau=16, stats_frames=100_000),
+        "gpu": dict(heldout=4, dream_steps=500, dreams_per_tau=32, stats_frames=200_000),
+        "paper": dict(heldout=8, dream_steps=500, dreams_per_tau=64, stats_frames=500_000),
+    },
+    "cma_es": {  # seeds and animation frames of the 2-D runs; the toy driving task; the exercises
+        "smoke": dict(seeds=2, frames=10, toy_pop=8, toy_rollouts=2, toy_gens=5, toy_eval=32, ex_dim=4, ex_evals=3_000),
+        "default": dict(seeds=10, frames=20, toy_pop=16, toy_rollouts=4, toy_gens=20, toy_eval=128, ex_dim=10,
+                        ex_evals=50_000),
+        "gpu": dict(seeds=10, frames=20, toy_pop=16, toy_rollouts=4, toy_gens=20, toy_eval=128, ex_dim=10,
+                    ex_evals=50_000),
+        "paper": dict(seeds=30, frames=24, toy_pop=64, toy_rollouts=16, toy_gens=40, toy_eval=512, ex_dim=10,
+                      ex_evals=200_000),
+    },
+    "c_carracing": {  # steps in the video; the exercises' CMA-ES; `cmaes` changes the run's CMA-ES budget
+        "smoke": dict(video_steps=20, cmaes={}, ex_pop=4, ex_gens=1, ex_steps=20),
+        "default": dict(video_steps=200, cmaes={}, ex_pop=4, ex_gens=1, ex_steps=100),
+        "gpu": dict(video_steps=500, cmaes={}, ex_pop=8, ex_gens=2, ex_steps=500),
+        # the paper's population and rollouts for 25 of its 1,800 generations (hours on a many-core machine;
+        # a later run with more generations continues this one), scored here rather than every 25
+        "paper": dict(video_steps=500, cmaes=dict(generations=25, eval_every=0), ex_pop=16, ex_gens=4,
+                      ex_steps=1000),
+    },
+    "doom_dream": {  # data: real episodes of the data policy; check: episodes per policy; real: agent episodes;
+        # max_steps: where dream episodes end (the game's limit is 2,100; default halves it for a CPU)
+        "smoke": dict(data=1, check=4, real=2, max_steps=100, real_max_steps=100, video_steps=60),
+        "default": dict(data=4, check=6, real=4, max_steps=1000, real_max_steps=None, video_steps=500),
+        "gpu": dict(data=8, check=20, real=16, max_steps=2100, real_max_steps=None, video_steps=1000),
+        "paper": dict(data=32, check=100, real=100, max_steps=2100, real_max_steps=None, video_steps=2100),
+    },
+    "cheating": {  # dreams: batch of dreams per temperature, watched for dream_steps steps; real: agent episodes
+        "smoke": dict(dreams=4, dream_steps=40, data=1, score=4, real=2, max_steps=100, real_max_steps=100,
+                      video_steps=40, taus=[0.1, 1.15]),
+        "default": dict(dreams=8, dream_steps=200, data=4, score=12, real=4, max_steps=1000, real_max_steps=None,
+                        video_steps=400, taus=TAUS),
+        "gpu": dict(dreams=16, dream_steps=500, data=8, score=32, real=16, max_steps=2100, real_max_steps=None,
+                    video_steps=1000, taus=TAUS),
+        "paper": dict(dreams=64, dream_steps=1000, data=16, score=100, real=100, max_steps=2100,
+                      real_max_steps=None, video_steps=2100, taus=TAUS),
+    },
+    "doom_sweep": {  # CMA-ES candidates x rollouts for `generations`, each C scored over `episodes` episodes
+        "smoke": dict(popsize=4, rollouts=2, generations=2, episodes=1, taus=[0.1, 1.15]),
+        "default": dict(popsize=8, rollouts=2, generations=4, episodes=8, taus=[0.1, 1.15]),
+        "gpu": dict(popsize=16, rollouts=4, generations=20, episodes=32, taus=TAUS),
+        "paper": dict(popsize=64, rollouts=16, generations=200, episodes=100, taus=TAUS),
+    },
+    "beyond": {  # held-out episodes; dream and real episodes per score; the reward head; the noise exercise
+        "smoke": dict(heldout=1, dream_eval=8, real_eval=1, head_steps=50, head_episodes=200, noise_episodes=1),
+        "default": dict(heldout=3, dream_eval=16, real_eval=3, head_steps=300, head_episodes=200, noise_episodes=1),
+        "gpu": dict(heldout=8, dream_eval=64, real_eval=8, head_steps=1000, head_episodes=200, noise_episodes=4),
+        "paper": dict(heldout=16, dream_eval=256, real_eval=16, head_steps=1000, head_episodes=200,
+                      noise_episodes=8),
+    },
+}
+
+
+def chapter_sizes(chapter: str, profile: str) -> dict:
+    """A copy of CHAPTER_SIZES[chapter][profile] (a chapter may change its copy; the others do not see it).
+    
+    Introduced in chapter 1."""
+    check_profile(profile)
+    if chapter not in CHAPTER_SIZES:
+        raise WMError(f"no chapter sizes named {chapter!r}; use one of {', '.join(CHAPTER_SIZES)}")
+    return copy.deepcopy(CHAPTER_SIZES[chapter][profile])

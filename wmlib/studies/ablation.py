@@ -1,6 +1,6 @@
 """The paper's CarRacing ablation: which inputs does C need? Same V, M and CMA-ES budget for each.
 
-    python -m wmlib ablation --weights runs/carracing-default --profile default --episodes 100
+    python -m wmlib ablation --weights runs/carracing-gpu --profile gpu --episodes 100
 
 - "z":        V only, a linear controller on z                  (paper: 632 ± 251)
 - "z_hidden": V only, one hidden layer of 40 units               (paper: 788 ± 141)
@@ -21,8 +21,8 @@ from ..checkpoint import link_shared, read_json, write_json, write_text
 from ..cmaes import train_cmaes
 from ..controller import ControllerConfig
 from ..errors import WMError
-from ..parallel import make_executor, resolve_workers
-from ..rollout import evaluate, run_rollouts, train_seed
+from ..parallel import open_executor
+from ..rollout import evaluate, real_returns, train_seed
 
 if TYPE_CHECKING:  # studies sit below run/: they take its RunConfig, never import it
     from ..run.profiles import RunConfig
@@ -33,22 +33,23 @@ LABELS = {"z": "V only, linear (z)", "z_hidden": "V only, hidden layer (z, 40 un
 
 
 def train_real(weights: Path, out: Path, controller: ControllerConfig, cfg: RunConfig, executor, log, progress):
-    """CMA-ES in the real game for one controller kind, V and M read from `weights`."""
+    """CMA-ES in the real game for one controller kind, V and M read from `weights`. Chapter 7."""
     c = cfg.cmaes
-    ccfg = dataclasses.asdict(controller)
 
     def evaluate_population(solutions, generation):
         seeds = [train_seed(cfg.seed, generation, r) for r in range(c.rollouts)]
-        tasks = [(cfg.env, str(weights), ccfg, s, seed, c.max_steps) for s in solutions for seed in seeds]
-        res = run_rollouts(tasks, executor=executor, desc=f"{controller.kind} gen {generation + 1}", progress=progress)
-        return res[:, 0].reshape(len(solutions), c.rollouts)
+        return real_returns(cfg.env, weights, controller, solutions, seeds, max_steps=c.max_steps, executor=executor,
+                            desc=f"{controller.kind} gen {generation + 1}", progress=progress)
 
-    return train_cmaes(evaluate_population, controller, c, out, cfg.env, cfg.seed, None, log, progress)
+    return train_cmaes(evaluate_population, controller, c, out_dir=out, env=cfg.env, seed=cfg.seed, log=log,
+                       progress=progress)
 
 
-def ablation(weights: Path, cfg: RunConfig, out: Path, episodes: int = 100, kinds=KINDS, log=print,
+def ablation(weights: Path, cfg: RunConfig, out: Path, *, episodes: int = 100, kinds=KINDS, log=print,
              progress=True, executor=None, after_kind=None) -> dict:
     """Train and score each kind in turn (a kind already scored is read back); after_kind(kind), if given, is
+    
+    Introduced in chapter 7.
     called once a kind has been newly scored, e.g. to save its state somewhere safe."""
     weights, out = Path(weights), Path(out)
     if cfg.env != "carracing":
@@ -56,10 +57,8 @@ def ablation(weights: Path, cfg: RunConfig, out: Path, episodes: int = 100, kind
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise WMError(f"unknown controller kinds {unknown}; the ablation compares {', '.join(KINDS)}")
-    own = executor is None and resolve_workers(cfg.cmaes.workers) > 1
-    ex = make_executor(cfg.cmaes.workers) if own else executor
     rows = []
-    try:
+    with open_executor(executor, cfg.cmaes.workers) as ex:
         for kind in kinds:
             folder = out / kind
             result_path = folder / "scores.json"
@@ -71,7 +70,7 @@ def ablation(weights: Path, cfg: RunConfig, out: Path, episodes: int = 100, kind
             log(f"ablation {kind}: CMA-ES in the real game, pop {cfg.cmaes.popsize} x {cfg.cmaes.rollouts}, "
                 f"{cfg.cmaes.generations} generations")
             train_real(weights, folder, controller, cfg, ex, log, progress)
-            score = evaluate(cfg.env, folder, episodes, cfg.seed + 1, cfg.eval_max_steps, executor=ex,
+            score = evaluate(cfg.env, folder, episodes, seed=cfg.seed + 1, max_steps=cfg.eval_max_steps, executor=ex,
                              progress=progress)
             log_path = folder / "cmaes" / "log.jsonl"
             curve = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
@@ -83,9 +82,6 @@ def ablation(weights: Path, cfg: RunConfig, out: Path, episodes: int = 100, kind
             rows.append(row)
             if after_kind is not None:
                 after_kind(kind)
-    finally:
-        if own and ex is not None:
-            ex.shutdown(cancel_futures=True)
     res = {"weights": str(weights), "episodes": episodes, "rows": rows, "markdown": ablation_markdown(rows)}
     write_json(out / "ablation.json", res)
     write_text(out / "ablation.md", res["markdown"] + "\n")

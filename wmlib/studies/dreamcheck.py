@@ -7,26 +7,29 @@ fireballs. Policies: no-op, always left, always right, uniform random at every s
 policy (uniform random held 1-10 steps), and random controllers drawn from CMA-ES's first
 generation (N(0, 0.1^2) weights on [z, c, h]).
 """
+import dataclasses
+
 import numpy as np
 import torch
 
-from ..envs import cached_env as _cached_env
-from ..controller import Controller, ControllerConfig
-from ..dream import DreamModel, play_batch
-from ..controller import batched_controller
-from ..parallel import make_executor, resolve_workers, run_tasks
-from ..rollout import eval_seed, run_rollouts
+from ..collect import play_episode
+from ..controller import Controller, ControllerConfig, batched_controller
+from ..dream import DreamConfig, DreamModel, play_batch
+from ..envs import cached_env
+from ..parallel import open_executor, run_tasks
+from ..policies import HeldRandomPolicy
+from ..rollout import RolloutTask, eval_seed, run_rollouts
 
 POLICIES = ("noop", "left", "right", "random", "held_random", "random_controller")
 
 
 class BatchPolicy:
-    """A fixed policy acting on n episodes at once; act(obs (n, d), alive idx) -> actions (n, 1)."""
+    """A fixed policy acting on n episodes at once; act(obs (n, d), alive idx) -> actions (n, 1). Chapter 9."""
 
     def __init__(self, name: str, n: int, seed: int, controller: ControllerConfig | None = None):
         self.name, self.rng = name, np.random.default_rng(seed)
-        self.hold = np.zeros(n, int)
-        self.value = np.zeros(n, np.float32)
+        if name == "held_random":  # the data policy, as collect plays it
+            self.held = HeldRandomPolicy(seed, n)
         if name == "random_controller":
             P = Controller(controller).num_params
             self.params = torch.as_tensor(self.rng.normal(0, 0.1, (n, P)), dtype=torch.float32)
@@ -41,80 +44,70 @@ class BatchPolicy:
         elif self.name == "random":
             a = self.rng.uniform(-1, 1, n).astype(np.float32)
         elif self.name == "held_random":
-            renew = self.hold[idx] == 0
-            self.value[idx[renew]] = self.rng.uniform(-1, 1, renew.sum())
-            self.hold[idx[renew]] = self.rng.integers(1, 11, renew.sum())
-            self.hold[idx] -= 1
-            a = self.value[idx]
+            a = self.held.act_many(idx)
         else:
             return batched_controller(self.controller, self.params[idx].to(obs.device), obs)
         return torch.as_tensor(a, device=obs.device).unsqueeze(-1)
 
 
 @torch.no_grad()
-def dream_survival(model: DreamModel, policy: str, episodes: int, tau: float, seed: int, max_steps: int = 2100,
+def dream_survival(model: DreamModel, policy: str, episodes: int, *, dream: DreamConfig, seed: int,
                    controller: ControllerConfig | None = None) -> np.ndarray:
-    """Steps survived in the dream by `policy` over `episodes` episodes (one batch)."""
+    """Steps survived in the dream by `policy` over `episodes` episodes (one batch). Chapter 8."""
     gen = torch.Generator(device=model.device).manual_seed(seed)
     pol = BatchPolicy(policy, episodes, seed, controller)
-    return play_batch(model, lambda obs, alive: pol.act(obs, alive.cpu().numpy()), episodes, tau, gen,
-                      max_steps).cpu().numpy()
+    return play_batch(model, lambda obs, alive: pol.act(obs, alive.cpu().numpy()), episodes, dream=dream,
+                      generator=gen).cpu().numpy()
 
 
-def real_policy_episode(task) -> tuple[float, int]:
-    """Worker: one real Doom episode with a fixed (non-controller) policy."""
+def real_policy_episode(task: tuple) -> tuple[float, int]:
+    """Worker: one real Doom episode, (policy, seed, max_steps), with a fixed (non-controller) policy."""
     policy, seed, max_steps = task
-    env = _cached_env("doom", max_steps)
-    pol = BatchPolicy(policy, 1, seed)
-    env.reset(seed=seed)
-    idx, steps = np.array([0]), 0
-    while True:
-        a = pol.act(torch.zeros(1, 1), idx).numpy()[0]
-        _, _, terminated, truncated, _ = env.step(a)
-        steps += 1
-        if terminated or truncated:
-            return float(steps), steps
+    pol, one = BatchPolicy(policy, 1, seed), np.array([0])
+    ep = play_episode(cached_env("doom", max_steps), lambda frame: pol.act(torch.zeros(1, 1), one).numpy()[0], seed)
+    steps = len(ep["action"])
+    return float(steps), steps
 
 
-def dream_check(weights, episodes: int = 100, tau: float = 1.15, seed: int = 0, max_steps: int = 2100,
+def dream_check(weights, *, episodes: int = 100, dream: DreamConfig = DreamConfig(), seed: int = 0,
                 workers: int | None = None, device="cpu", policies=POLICIES, progress=True, executor=None,
                 real: bool = True) -> dict:
-    """Survival of each policy over `episodes` episodes in the dream and (real=False: not) in the real game.
+    """Survival of each policy over `episodes` episodes in the dream and (real=False: not) in the real game,
+    both capped at dream.max_steps.
 
     The dream half takes seconds and changes with M; the real half takes minutes and, except for the random
     controllers (which see through V and M), does not: real=False checks a new M quickly.
+    
+    Introduced in chapter 8.
     """
     model = DreamModel(weights, "doom", device)
-    controller = ControllerConfig(kind=model.obs_kind if model.obs_kind != "z" else "z",
-                                  z_size=model.z_size, rnn_hidden=model.mdnrnn.config.hidden_size, action_size=1)
+    controller = model.controller_config()
     rows = {}
-    own = real and executor is None and resolve_workers(workers) > 1
-    ex = make_executor(workers) if own else executor
-    try:
+    with open_executor(executor, workers if real else 0) as ex:  # the dream half needs no workers
         for k, policy in enumerate(policies):
-            dream = dream_survival(model, policy, episodes, tau, seed + k, max_steps, controller)
-            rows[policy] = {"dream_mean": float(dream.mean()), "dream_std": float(dream.std()),
-                            "dream_capped": float((dream >= max_steps).mean())}
+            steps = dream_survival(model, policy, episodes, dream=dream, seed=seed + k, controller=controller)
+            rows[policy] = {"dream_mean": float(steps.mean()), "dream_std": float(steps.std()),
+                            "dream_capped": float((steps >= dream.max_steps).mean())}
             if not real:
                 continue
             if policy == "random_controller":
                 params = BatchPolicy(policy, episodes, seed + k, controller).params.numpy()
-                tasks = [("doom", str(weights), controller.__dict__, params[i], eval_seed(seed + k, i), max_steps)
-                         for i in range(episodes)]
+                ccfg = dataclasses.asdict(controller)
+                tasks = [RolloutTask("doom", str(weights), eval_seed(seed + k, i), controller=ccfg, params=params[i],
+                                     max_steps=dream.max_steps) for i in range(episodes)]
                 survived = run_rollouts(tasks, executor=ex, desc=f"real {policy}", progress=progress)[:, 1]
             else:
-                tasks = [(policy, eval_seed(seed + k, i), max_steps) for i in range(episodes)]
+                tasks = [(policy, eval_seed(seed + k, i), dream.max_steps) for i in range(episodes)]
                 survived = np.zeros(episodes)
                 for i, (ret, _) in run_tasks(real_policy_episode, tasks, ex, desc=f"real {policy}", progress=progress):
                     survived[i] = ret
             rows[policy].update(real_mean=float(survived.mean()), real_std=float(survived.std()))
-    finally:
-        if own and ex is not None:
-            ex.shutdown(cancel_futures=True)
-    return {"weights": str(weights), "tau": tau, "episodes": episodes, "max_steps": max_steps, "policies": rows}
+    return {"weights": str(weights), "tau": dream.tau, "episodes": episodes, "max_steps": dream.max_steps,
+            "policies": rows}
 
 
 def dream_check_markdown(res: dict) -> str:
+    """The dream check's result as a markdown table. Chapter 8."""
     lines = [f"Survival (steps) over {res['episodes']} episodes, dream at tau = {res['tau']}:", "",
              "| policy | dream | real | dream episodes at the cap |", "|---|---:|---:|---:|"]
     for name, r in res["policies"].items():

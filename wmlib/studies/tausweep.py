@@ -7,15 +7,14 @@ generations continues each tau's CMA-ES from where it ended.
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from ..checkpoint import atomic_path, link_shared, read_json, write_json, write_text
 from ..cmaes import train_cmaes
-from ..dream import OBS_OF_CONTROLLER, DreamModel, dream_returns
+from ..dream import DreamConfig, DreamModel, dream_returns
 from ..errors import WMError
 from ..rollout import eval_seed, evaluate, train_seed
 
@@ -24,32 +23,41 @@ if TYPE_CHECKING:  # studies sit below run/: they take its RunConfig, never impo
 
 PAPER = {0.1: ("2086 ± 140", "193 ± 58"), 0.5: ("2060 ± 277", "196 ± 50"), 1.0: ("1145 ± 690", "868 ± 511"),
          1.15: ("918 ± 546", "1092 ± 556"), 1.3: ("732 ± 269", "753 ± 139")}
+PAPER_TAUS = ",".join(f"{tau:g}" for tau in PAPER)  # the paper's table, the default of --taus
 # What ship_sweep copies of each tau's folder: C, how its CMA-ES went, and its scores (not V and M again)
 SHIPPED = ("controller.safetensors", "controller.json", "cmaes/log.jsonl", "scores.json")
 
 
 def parse_taus(text: str) -> list[float]:
+    """--taus: comma-separated temperatures, each checked as DreamConfig checks a tau."""
     try:
         taus = [float(t) for t in text.split(",") if t.strip()]
     except ValueError as e:
-        raise WMError(f"--taus must be comma-separated numbers such as 0.1,0.5,1.0,1.15,1.3, got {text!r}") from e
-    if not taus or any(not (np.isfinite(t) and t > 0) for t in taus):
-        raise WMError(f"every tau must be a number > 0, got {text!r}")
+        raise WMError(f"--taus must be comma-separated numbers such as {PAPER_TAUS}, got {text!r}") from e
+    if not taus:
+        raise WMError(f"--taus must list temperatures > 0 such as {PAPER_TAUS}, got {text!r}")
+    for tau in taus:
+        try:
+            DreamConfig(tau=tau)
+        except ValueError as e:
+            raise WMError(f"--taus {text!r}: {e}") from e
     return taus
 
 
 def tau_dir(out: Path, tau: float) -> Path:
-    """The folder of tau's controller in a sweep (or in a weights folder's tau_controllers/)."""
+    """The folder of tau's controller in a sweep (or in a weights folder's tau_controllers/). Chapter 9."""
     return Path(out) / f"tau_{tau:g}"
 
 
-def tau_sweep(weights: Path, taus: list[float], cfg: RunConfig, out: Path, episodes: int = 100, seed: int = 0,
+def tau_sweep(weights: Path, taus: list[float], cfg: RunConfig, *, out: Path, episodes: int = 100, seed: int = 0,
               device="cpu", workers=None, log=print, progress=True, executor=None) -> dict:
+    """One C per tau, trained in the dream cfg.dream at that tau; the other settings are cfg's."""
     weights, out = Path(weights), Path(out)
+    dreams = [dataclasses.replace(cfg.dream, tau=tau) for tau in taus]  # checks every tau before any work
     DreamModel(weights, "doom", device)  # validates the weights before any work
     c, d = cfg.cmaes, cfg.dream
     rows = []
-    for tau in taus:
+    for tau, dream in zip(taus, dreams):
         folder = tau_dir(out, tau)
         result_path = folder / "scores.json"
         if result_path.exists():
@@ -59,15 +67,15 @@ def tau_sweep(weights: Path, taus: list[float], cfg: RunConfig, out: Path, episo
                 rows.append(row)
                 continue
         link_shared(weights, folder)
-        model = DreamModel(folder, "doom", device, OBS_OF_CONTROLLER[cfg.controller.kind])
+        model = DreamModel(folder, "doom", device, obs=cfg.controller.kind)
         log(f"tau {tau}: CMA-ES in the dream, pop {c.popsize} x {c.rollouts}, {c.generations} generations")
         controller = train_cmaes(
-            lambda sols, g: dream_returns(model, cfg.controller, sols, c.rollouts, tau, train_seed(seed, g, 0),
-                                          d.max_steps, d.done_mode),
-            cfg.controller, c, folder, "doom", seed, None, log, progress)
-        virtual = dream_returns(model, cfg.controller, controller.get_flat()[None], episodes, tau,
-                                eval_seed(seed, 1), d.max_steps, d.done_mode)[0]
-        actual = evaluate("doom", folder, episodes, seed, None, workers, executor, progress)
+            lambda sols, g: dream_returns(model, cfg.controller, sols, rollouts=c.rollouts, dream=dream,
+                                          seed=train_seed(seed, g, 0)),
+            cfg.controller, c, out_dir=folder, env="doom", seed=seed, log=log, progress=progress)
+        virtual = dream_returns(model, cfg.controller, controller.get_flat()[None], rollouts=episodes, dream=dream,
+                                seed=eval_seed(seed, 1))[0]
+        actual = evaluate("doom", folder, episodes, seed=seed, workers=workers, executor=executor, progress=progress)
         row = {"tau": tau, "virtual_mean": float(virtual.mean()), "virtual_std": float(virtual.std()),
                "actual_mean": actual["mean"], "actual_std": actual["std"], "episodes": episodes,
                "generations": cfg.cmaes.generations}
@@ -122,6 +130,7 @@ def sweep_file_text(res: dict) -> str:
 
 
 def sweep_markdown(rows: list[dict]) -> str:
+    """The tau sweep's rows beside the paper's, as a markdown table. Chapter 8."""
     lines = ["| tau | virtual (wmlib) | actual (wmlib) | virtual (paper) | actual (paper) |", "|---|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: r["tau"]):
         pv, pa = PAPER.get(round(r["tau"], 2), ("-", "-"))

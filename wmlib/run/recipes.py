@@ -1,0 +1,412 @@
+"""The shipped runs: the settings that made each shipped artefact (a RunConfig) and the procedure that ran them.
+
+    artefact                       settings               procedure                     script (scripts/)
+    pretrained/carracing           carracing_v1           train_carracing_v1            pretrained_carracing.py
+    pretrained/carracing/ablation  carracing_ablation     ablation_carracing            ablation_carracing.py
+    pretrained/doom                doom_gpu, doom_iterate train_doom_gpu, iterate_doom  pretrained_doom.py
+
+Each setting is spelled out in full, with the paper's models, rather than as edits of a profile: a profile
+may be resized for the book, the settings that made the shipped weights may not. The artefact's model card
+(pretrained/*/model_card.json) records the exact command and what the run measured. The scripts only parse
+the command line and call these, passing the paths (where the shipped weights are).
+"""
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..checkpoint import load_model, pick_device, read_json, save_npz, write_json, write_text
+from ..cmaes import CMAESConfig
+from ..collect import CollectConfig, collect
+from ..dream import DreamConfig
+from ..errors import WMError
+from ..mdnrnn import MDNRNN, MDNRNNConfig
+from ..parallel import open_executor
+from ..rollout import evaluate
+from ..series import encode_series, pack_series
+from ..studies.ablation import KINDS, ablation
+from ..studies.dreamcheck import dream_check
+from ..train_mdnrnn import MDNTrainConfig, train_mdnrnn
+from ..train_vae import VAETrainConfig
+from ..vae import ConvVAE, VAEConfig
+from .pipeline import (iterate_round, log_err, open_run, stage_collect, stage_controller, stage_controller_dream,
+                       stage_mdnrnn, stage_vae, timed)
+from .profiles import IterateConfig, RunConfig, get_config
+
+
+# The settings, spelled out (not a profile's edited: a profile may change, what made the weights does not)
+
+SHIPPED_PROFILE = "default"  # the profile the shipped runs' run.json and model cards name
+
+
+def shipped_config(env: str, **settings) -> RunConfig:
+    """A RunConfig of `env` with the paper's V, M and C (the models of every profile) and `settings`."""
+    models = get_config(env, "paper")
+    return RunConfig(env=env, profile=SHIPPED_PROFILE, seed=0, vae=models.vae, mdnrnn=models.mdnrnn,
+                     controller=models.controller, **settings)
+
+
+def carracing_v1(generations: int = 60, workers: int = 2) -> RunConfig:
+    """pretrained/carracing (pretrained/carracing/model_card.json): a data and training budget that fits a
+    2-core CPU over several sittings. 240 brownian-policy episodes (the random_weights policy leaves the
+    playfield in most episodes), V 1 epoch, M 300 steps of 32 x 999, C (z + h, linear) by CMA-ES in the real
+    game, pop 16 x 2 rollouts, episodes of 1,000 steps (the shipped C: 129 generations)."""
+    return shipped_config(
+        "carracing",
+        collect=CollectConfig(episodes=240, max_steps=1000, policy="brownian", workers=workers),
+        vae_train=VAETrainConfig(epochs=1, batch_size=100, lr=1e-3),
+        mdnrnn_train=MDNTrainConfig(steps=300, batch_size=32, seq_len=999),
+        cmaes=CMAESConfig(popsize=16, rollouts=2, generations=generations, max_steps=1000, workers=workers,
+                          eval_every=0, eval_episodes=0),
+        eval_episodes=20)
+
+
+def carracing_ablation(generations: int = 30, workers: int = 2) -> RunConfig:
+    """pretrained/carracing/ablation (ablation.json, the table chapter 7 shows; V and M of
+    pretrained/carracing/model_card.json): each of the three controllers trained from scratch at the shipped
+    C's settings (carracing_v1: pop 16 x 2 rollouts, 1,000-step episodes, the same seed, so the same training
+    tracks) for `generations` generations (the shipped table: 30)."""
+    return carracing_v1(generations, workers)
+
+
+# Doom's V is pretrained/doom's, trained earlier (its model card says how): no recipe trains it, so vae_train
+# keeps its defaults. Episodes are held-random, 100 to 2,100 steps; the dream ends at 2,100 steps too.
+DOOM_COLLECT = CollectConfig(episodes=1500, max_steps=2100, policy="held_random", min_length=100)
+DOOM_DREAM = DreamConfig()  # the paper's: tau 1.15, episodes of at most 2,100 steps
+
+
+def doom_gpu(workers: int = 16, m_batch: int = 100, m_seq: int = 500, *, eval_episodes: int = 100) -> RunConfig:
+    """Round 0 of pretrained/doom (pretrained/doom/model_card.json, actual_training.gpu_stage), on one GPU: M at
+    the paper's batch of 100 windows x 500 steps (lr 1e-3 decaying to ~1.5e-4), CMA-ES in the dream at the
+    paper's pop 64 x 16, C scored on `eval_episodes` real episodes. The episodes, M's steps and the generations
+    are those of the shipped round 0 (4,177, 4,954, 28): train_doom_gpu sets them to what fits its time budget."""
+    return shipped_config(
+        "doom",
+        collect=replace(DOOM_COLLECT, episodes=4177, workers=workers),
+        mdnrnn_train=MDNTrainConfig(steps=4954, batch_size=m_batch, seq_len=m_seq, lr=1e-3, min_lr=1e-4,
+                                    lr_decay=0.05 ** (1 / 4954), checkpoint_every_s=120),
+        cmaes=CMAESConfig(popsize=64, rollouts=16, generations=28, eval_every=0, where="dream"),
+        dream=DOOM_DREAM, eval_episodes=eval_episodes)
+
+
+def doom_iterate(rounds: int = 4, workers: int = 2, *, random_episodes: int = 1500, episodes: int = 400,
+                 noise: float = 0.5, m_steps: int = 300, m_batch: int = 32, m_seq: int = 250, m_lr: float = 1e-4,
+                 generations: int = 20, popsize: int = 64, rollouts: int = 16,
+                 eval_episodes: int = 100) -> RunConfig:
+    """Rounds 1..`rounds` of pretrained/doom's iterative procedure (pretrained/doom/model_card.json,
+    actual_training.iterations): each round plays `episodes` real episodes with the current C (Gaussian noise
+    `noise` on its action), continues M by `m_steps` steps of m_batch x m_seq (constant lr m_lr) on the first
+    `random_episodes` held-random episodes and every round's, trains a new C in the dream from scratch (pop
+    popsize x rollouts, `generations` generations) and scores it on `eval_episodes` real episodes. M's steps
+    count from the M the rounds continue (iterate_doom), not from mdnrnn_train.steps. The shipped rounds: 1 on
+    a GPU (m_batch 100, m_seq 500, m_steps 600, 15 generations), 2 on a 2-core CPU (m_steps 300, 12
+    generations)."""
+    return shipped_config(
+        "doom",
+        collect=replace(DOOM_COLLECT, episodes=random_episodes, workers=workers),
+        mdnrnn_train=MDNTrainConfig(steps=0, batch_size=m_batch, seq_len=m_seq, lr=m_lr, min_lr=m_lr,
+                                    checkpoint_every_s=120),
+        cmaes=CMAESConfig(popsize=popsize, rollouts=rollouts, generations=generations, eval_every=0, where="dream"),
+        dream=DOOM_DREAM,
+        iterate=IterateConfig(iterations=rounds, episodes=episodes, noise=noise, mdnrnn_steps=m_steps),
+        eval_episodes=eval_episodes)
+
+
+# pretrained/carracing
+
+def train_carracing_v1(cfg: RunConfig, run_dir: Path) -> None:
+    """The pipeline's stages up to C (each resumes: rerun after an interrupt, or with more generations)."""
+    run_dir = Path(run_dir)
+    open_run(run_dir, cfg)
+    for name, stage in (("collect", stage_collect), ("vae", stage_vae), ("mdnrnn", stage_mdnrnn),
+                        ("controller", stage_controller)):
+        with timed(run_dir, name):
+            stage(cfg, run_dir, progress=False)
+
+
+# pretrained/carracing/ablation: the work lives in a work folder; its progress (each controller's CMA-ES state,
+# a few kB, and its score) is copied to SHIP/progress-GENERATIONS, from which a fresh clone goes on.
+
+PROGRESS_FILES = ("cmaes/settings.json", "cmaes/state.npz", "cmaes/log.jsonl", "scores.json")
+
+
+def seed_zh(run_dir: Path, folder: Path, generations: int) -> None:
+    """Start zh's CMA-ES from the run's own first `generations` generations (same settings and seed)."""
+    src, dst = run_dir / "cmaes", folder / "cmaes"
+    if dst.exists():
+        return
+    try:
+        with np.load(src / "state.npz", allow_pickle=False) as f:
+            state = {k: f[k] for k in ("fitness", "returns", "checksum")}
+    except (OSError, KeyError, ValueError) as e:
+        raise WMError(f"cannot read the run's CMA-ES state {src / 'state.npz'} ({e}): train the run's C first "
+                      f"(python scripts/pretrained_carracing.py --run-dir {run_dir} --generations {generations})") from e
+    if len(state["fitness"]) < generations:
+        raise WMError(f"{run_dir}'s own CMA-ES has {len(state['fitness'])} generations, the ablation asks for "
+                      f"{generations}: continue it first (python scripts/pretrained_carracing.py --run-dir {run_dir} "
+                      f"--generations {generations}) or ask for fewer")
+    tmp = folder / "cmaes.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copy2(src / "settings.json", tmp / "settings.json")
+    save_npz(tmp / "state.npz", **{k: v[:generations] for k, v in state.items()})
+    lines = (src / "log.jsonl").read_text().splitlines()[:generations]
+    (tmp / "log.jsonl").write_text("".join(line + "\n" for line in lines))
+    tmp.rename(dst)  # all or nothing: an interrupted copy leaves no half-seeded state
+
+
+def _copy_tree_atomic(files: list[tuple[Path, Path]], dst_dir: Path) -> None:
+    """Copy (source, relative path) pairs into a new dst_dir that replaces the old one by renames: a kill
+    leaves either folder whole, never a mix of the two."""
+    tmp = dst_dir.with_name(dst_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for src, rel in files:
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, tmp / rel)
+    old = dst_dir.with_name(dst_dir.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dst_dir.exists():
+        dst_dir.rename(old)
+    tmp.rename(dst_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_progress(work: Path, progress: Path) -> list[str]:
+    """Copy each controller's CMA-ES state and score from the work folder to `progress` (a folder per kind,
+    replaced all at once). Returns the kinds copied."""
+    saved = []
+    for kind in KINDS:
+        files = [(work / kind / rel, Path(rel)) for rel in PROGRESS_FILES if (work / kind / rel).exists()]
+        if any(str(rel) == "cmaes/state.npz" for _, rel in files):
+            _copy_tree_atomic(files, progress / kind)
+            saved.append(kind)
+    return saved
+
+
+def restore_progress(ship_dir: Path, generations: int, work: Path) -> list[str]:
+    """Start each controller that has no state in the work folder from the saved progress: that of this
+    budget (ship_dir/progress-GENERATIONS, score included) or else of the largest smaller budget, whose CMA-ES
+    generations are the first ones of this budget's (same settings and seed), so a longer ablation goes on
+    from a shorter one. Returns the kinds restored."""
+    budgets = ((p.name.removeprefix("progress-"), p) for p in ship_dir.glob("progress-*"))
+    saved = sorted((int(g), p) for g, p in budgets if g.isdigit() and int(g) <= generations)
+    restored = []
+    for kind in KINDS:
+        if (work / kind / "cmaes").exists():
+            continue
+        for budget, progress in reversed(saved):
+            src = progress / kind
+            if (src / "cmaes" / "state.npz").exists():
+                rels = [rel for rel in PROGRESS_FILES if (src / rel).exists() and
+                        (budget == generations or rel != "scores.json")]
+                _copy_tree_atomic([(src / rel, Path(rel)) for rel in rels], work / kind)
+                restored.append(kind)
+                break
+    return restored
+
+
+def ship(work: Path, dest: Path, command: str, weights_text: str, eval_seed: int) -> None:
+    """Copy the finished table to dest (atomic writes), with the command that made it."""
+    res = read_json(work / "ablation.json")
+    res["command"] = command
+    res["weights"] = (f"V and M of {weights_text}; each controller scored on {res['episodes']} unseen tracks "
+                      f"(evaluation seed {eval_seed})")
+    dest.mkdir(parents=True, exist_ok=True)
+    write_json(dest / "ablation.json", res)
+    write_text(dest / "ablation.md", res["markdown"] + "\n")
+
+
+def ablation_carracing(weights: Path, cfg: RunConfig, *, work: Path, ship_dir: Path, shipped_vm: bool,
+                       episodes: int = 100, command: str) -> dict:
+    """The ablation with the V and M of `weights`, its table shipped to ship_dir. With the shipped V and M
+    (shipped_vm) each controller starts from the progress saved in ship_dir and its progress is saved there
+    as soon as it is scored; with a run of carracing_v1, zh (the run's own C) replays the run's CMA-ES."""
+    weights, work, ship_dir = Path(weights), Path(work), Path(ship_dir)
+    generations = cfg.cmaes.generations
+    is_run = (weights / "run.json").exists()
+    if is_run and read_json(weights / "run.json").get("env") != "carracing":
+        raise WMError(f"{weights} is a run of another environment: pass pretrained/carracing or a CarRacing run")
+    if not (weights / "vae.safetensors").exists() or not (weights / "mdnrnn.safetensors").exists():
+        raise WMError(f"{weights} has no trained V and M (vae.safetensors, mdnrnn.safetensors): pass "
+                      "pretrained/carracing or a run of scripts/pretrained_carracing.py")
+    if is_run:
+        seed_zh(weights, work / "zh", generations)
+    elif shipped_vm:
+        restored = restore_progress(ship_dir, generations, work)
+        if restored:
+            log_err(f"resuming {', '.join(restored)} from the progress saved in {ship_dir}")
+    progress = ship_dir / f"progress-{generations}"
+    res = ablation(weights, cfg, work, episodes=episodes, kinds=KINDS, log=log_err, progress=False,
+                   after_kind=(lambda kind: save_progress(work, progress)) if shipped_vm else None)
+    weights_text = "pretrained/carracing (the shipped V and M, stored in fp16)" if shipped_vm else str(weights)
+    ship(work, ship_dir, command, weights_text, cfg.seed + 1)  # the ablation scores on seed + 1
+    return res
+
+
+# pretrained/doom: round 0 on a GPU within a time budget, then rounds of the iterative procedure
+
+FIXED_POLICIES = ("noop", "left", "right", "random", "held_random")  # the dream check's, minus random C
+ROUND_FILES = ("vae.safetensors", "vae.json", "mdnrnn.safetensors", "mdnrnn.json", "controller.safetensors",
+               "controller.json", "initial_z.npz")
+
+
+class Clock:
+    """Seconds since the procedure started (what its time budgets count) and a log whose lines show them."""
+
+    def __init__(self):
+        self.t0 = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def log(self, msg: str) -> None:
+        print(f"[{self.elapsed():7.1f} s] {msg}", flush=True)
+
+
+def use_shipped_v(run_dir: Path, shipped: Path) -> None:
+    """V is pretrained/doom's (trained earlier on 1,500 episodes: see its model card), copied into the run."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("vae.safetensors", "vae.json"):
+        if not (run_dir / name).exists():
+            shutil.copy(Path(shipped) / name, run_dir / name)
+
+
+def encode(run_dir: Path, device, loaders: int) -> Path:
+    """The run's episodes as packed (mu, logvar) series, read by `loaders` threads (one per core)."""
+    vae, _ = load_model(ConvVAE, VAEConfig, run_dir, "vae", "doom", device)
+    encode_series(vae, run_dir / "vae.safetensors", run_dir / "episodes", run_dir / "series", progress=False,
+                  loaders=loaders)
+    return pack_series(run_dir / "series")
+
+
+def dream_side(run_dir: Path, cfg: RunConfig, device, taus=(1.0, 1.15), episodes=100) -> dict:
+    """The dream half of the dream check (the real half does not change with M), as {"policy @ tau": [mean, std]}."""
+    rows = {}
+    for tau in taus:
+        res = dream_check(run_dir, episodes=episodes, dream=replace(cfg.dream, tau=tau), seed=cfg.seed,
+                          device=device, policies=FIXED_POLICIES, real=False)
+        rows.update({f"{p} @ {tau}": [round(r["dream_mean"], 1), round(r["dream_std"], 1)]
+                     for p, r in res["policies"].items()})
+    return rows
+
+
+def collect_until(cfg: RunConfig, run_dir: Path, clock: Clock, deadline: float) -> int:
+    """Held-random episodes on every worker until `deadline`, in chunks of at most 40 s, so that the deadline
+    holds whatever the machine's speed. Returns the number of episodes."""
+    c = cfg.collect
+    with open_executor(None, c.workers) as ex:  # one pool for every chunk
+        n, step = 0, 4 * c.workers
+        while True:
+            t = time.monotonic()
+            n += step
+            collect(cfg.env, run_dir / "episodes", n, seed=cfg.seed, policy=c.policy, max_steps=c.max_steps,
+                    min_length=c.min_length, workers=c.workers, executor=ex, progress=False)
+            rate = step / (time.monotonic() - t)
+            clock.log(f"{n} episodes ({rate:.1f} per second)")
+            step = int(rate * min(deadline - clock.elapsed(), 40))
+            if step < c.workers:
+                return n
+
+
+def train_m_until(cfg: RunConfig, run_dir: Path, packed: Path, device, clock: Clock, deadline: float) -> dict:
+    """M for as many steps as fit before `deadline`, timed by two short probes; lr from 1e-3 to ~1.5e-4."""
+    def train(steps, lr_decay):
+        train_mdnrnn(packed, run_dir, cfg.env, config=cfg.mdnrnn,
+                     train=replace(cfg.mdnrnn_train, steps=steps, lr_decay=lr_decay), seed=cfg.seed, device=device,
+                     progress=False, log=clock.log)
+
+    for probe in (20, 40):  # the second probe times steps without the start-up cost
+        t = time.monotonic()
+        train(probe, 1.0)
+    per_step = (time.monotonic() - t) / 20
+    steps = 40 + max(0, int((deadline - clock.elapsed()) / per_step * 0.95))
+    m = cfg.mdnrnn_train
+    clock.log(f"M: {per_step * 1e3:.1f} ms per step of {m.batch_size} x {m.seq_len}, training to step {steps}")
+    train(steps, 0.05 ** (1 / steps))
+    return {"steps": steps, "ms_per_step": round(per_step * 1e3, 1), "batch": m.batch_size, "seq_len": m.seq_len}
+
+
+def cmaes_until(cfg: RunConfig, run_dir: Path, device, clock: Clock, deadline: float) -> int:
+    """CMA-ES in the dream for as many generations as fit before `deadline`. Returns the generations."""
+    gens, per_gen = 0, None
+    while per_gen is None or clock.elapsed() + per_gen < deadline:
+        t = time.monotonic()
+        target = gens + 1 if per_gen is None else \
+            gens + max(1, int((deadline - clock.elapsed()) / per_gen * 0.9))
+        stage_controller_dream(replace(cfg, cmaes=replace(cfg.cmaes, generations=target)), run_dir, progress=False,
+                               device=device)
+        per_gen, gens = (time.monotonic() - t) / (target - gens), target
+    return gens
+
+
+def train_doom_gpu(cfg: RunConfig, run_dir: Path, *, shipped_v: Path, seconds: float, collect_until_s: float,
+                   m_until_s: float, check_episodes: int = 100, device=None) -> dict:
+    """Round 0 within a time budget, in seconds from the start: episodes until collect_until_s, series with the
+    shipped V, M until m_until_s, the dream check's dream side (check_episodes per policy), CMA-ES in the dream
+    until `seconds`, then C scored in the real game. Writes RUN_DIR/gpu_summary.json and returns it."""
+    clock, run_dir, dev = Clock(), Path(run_dir), pick_device(device)
+    open_run(run_dir, cfg)  # run.json: what `python -m wmlib export` and `evaluate` read, as in iterate_doom
+    use_shipped_v(run_dir, shipped_v)
+    workers = cfg.collect.workers
+    summary = {"device": torch.cuda.get_device_name(0) if dev.type == "cuda" else str(dev), "workers": workers}
+    n = collect_until(cfg, run_dir, clock, collect_until_s)
+    packed = encode(run_dir, dev, loaders=min(16, workers))
+    summary["episodes"], summary["frames"] = n, int(np.load(packed / "lengths.npy").sum())
+    clock.log(f"{summary['frames']} frames encoded")
+    summary["mdnrnn"] = train_m_until(cfg, run_dir, packed, dev, clock, m_until_s)
+    summary["dream"] = dream_side(run_dir, cfg, dev, episodes=check_episodes)
+    clock.log(f"dream check, dream side: {summary['dream']}")
+    summary["cmaes_generations"] = cmaes_until(cfg, run_dir, dev, clock, seconds)
+    res = evaluate(cfg.env, run_dir, cfg.eval_episodes, seed=cfg.seed, workers=workers, progress=False)
+    summary["real"] = [res["mean"], res["std"]]
+    clock.log(f"real game: {res['mean']:.1f} +- {res['std']:.1f} over {cfg.eval_episodes} episodes")
+    write_json(run_dir / "gpu_summary.json", summary)
+    return summary
+
+
+def start_from(run_dir: Path, src: Path, shipped_v: Path) -> None:
+    """Copy V, M, C and initial_z from the GPU run (M continues from these weights: see iterate_doom)."""
+    use_shipped_v(run_dir, shipped_v)
+    for name in ("mdnrnn.safetensors", "mdnrnn.json", "controller.safetensors", "controller.json",
+                 "initial_z.npz"):  # initial_z.npz is written again when the episodes are encoded
+        if not (run_dir / name).exists() and (name != "initial_z.npz" or (src / name).exists()):
+            shutil.copy(src / name, run_dir / name)
+
+
+def iterate_doom(cfg: RunConfig, run_dir: Path, src: Path, *, shipped_v: Path, first_round: int = 1,
+                 check_episodes: int = 100, device="cpu") -> None:
+    """Rounds first_round..cfg.iterate.iterations of the iterative procedure (pipeline.iterate_round), going on
+    from the V, M and C of `src` (the GPU run, or a round's snapshot when the rounds before first_round happened
+    elsewhere). After each round, the dream check's dream side and C's score in the real game go
+    to RUN_DIR/roundK/round.json beside a copy of the round's V, M, C and initial_z, ready for export; a round
+    with a round.json is done."""
+    clock, run_dir, src, dev = Clock(), Path(run_dir), Path(src), pick_device(device)
+    open_run(run_dir, cfg)  # run.json: what `python -m wmlib export` reads
+    start_from(run_dir, src, shipped_v)
+    start, meta = load_model(MDNRNN, MDNRNNConfig, src, "mdnrnn", cfg.env)  # the first round continues it
+    clock.log(f"random episodes 0..{cfg.collect.episodes - 1} (seed {cfg.seed}, as the GPU run's first ones)")
+    stage_collect(cfg, run_dir, progress=False)
+    for k in range(first_round, cfg.iterate.iterations + 1):
+        snap = run_dir / f"round{k}"
+        if (snap / "round.json").exists():
+            continue
+        t = time.monotonic()
+        out = iterate_round(cfg, run_dir, k, first=first_round, start=start, start_step=meta.get("steps", 0),
+                            progress=False, device=dev)
+        dream = dream_side(run_dir, cfg, dev, taus=(cfg.dream.tau,), episodes=check_episodes)
+        clock.log(f"round {k}: dream check, dream side: {dream}")
+        res = evaluate(cfg.env, run_dir, cfg.eval_episodes, seed=cfg.seed, workers=cfg.collect.workers,
+                       progress=False)
+        m = cfg.mdnrnn_train
+        out.update({"m_batch": [m.batch_size, m.seq_len], "dream": dream,
+                    "virtual_mean_fitness": read_json(run_dir / "controller.json")["mean_fitness"],
+                    "real_mean": res["mean"], "real_std": res["std"], "real_episodes": cfg.eval_episodes,
+                    "seconds": round(time.monotonic() - t)})
+        clock.log(f"round {k}: {out}")
+        snap.mkdir(exist_ok=True)
+        for name in ROUND_FILES:
+            shutil.copy(run_dir / name, snap / name)
+        write_json(snap / "round.json", out)  # last: the round is done
