@@ -20,6 +20,15 @@ every step, as `evaluate` and CMA-ES run it): `--agent-episodes` episodes of `--
 with 1 and 2 worker processes, each worker playing `--envs-per-worker` episodes side by side with
 V, M and C batched across them (and, for comparison, 1 env per worker). The weights are randomly
 initialised (the throughput does not depend on what they learned) unless --weights is given.
+
+Last, the early end of CMA-ES training episodes (`CMAESConfig.stall_steps`, wmlib.rollout.Stall): one
+generation of `--stall-pop` candidates x 1 track of 1,000 steps, played with 2 workers, once in full and
+once for each N of `--stall-steps` (ending each episode after N steps without a new tile), for two
+populations: the first generation of a search from scratch (N(0, 0.1^2) weights) and candidates around a
+trained C (the C of `--stall-weights`, default pretrained/carracing, plus N(0, 0.1^2)). Printed per population: env-steps
+played, wall seconds, env-steps/s, training episodes per CPU-hour (episodes / (seconds x workers / 3600))
+with and without the early end, and how far the cut fitness moved the ranking (Spearman correlation of
+the two fitness vectors; the cut episodes are scored as if they had gone on without a new tile).
 """
 import argparse
 import json
@@ -106,6 +115,66 @@ def agent_throughput(a) -> dict:
     return out
 
 
+def spearman(a, b) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def early_end(a) -> dict:
+    """Env-steps and episodes per CPU-hour of one CMA-ES generation with and without the early end."""
+    from pathlib import Path
+
+    from wmlib.checkpoint import load_model
+    from wmlib.controller import Controller, ControllerConfig
+    from wmlib.parallel import make_executor
+    from wmlib.rollout import real_returns, train_seed
+
+    weights = Path(a.stall_weights)
+    trained, _ = load_model(Controller, ControllerConfig, weights, "controller", "carracing")
+    rng = np.random.default_rng(a.seed)
+    n = trained.num_params
+    populations = {"from scratch (generation 1)": rng.normal(0, 0.1, (a.stall_pop, n)),
+                   "around the trained C": trained.get_flat() + rng.normal(0, 0.1, (a.stall_pop, n))}
+    seeds = [train_seed(a.seed, 0, 0)]
+    workers = 2
+    out = {}
+    ex = make_executor(workers)
+    try:
+        real_returns("carracing", weights, trained.config, populations["around the trained C"][:workers], seeds,
+                     executor=ex, progress=False)  # warm-up: workers load V and M
+        for name, sols in populations.items():
+            row = {}
+            for label, stall in [("full", None)] + [(f"cut{n}", n) for n in a.stall_steps]:
+                steps = []
+                start = time.perf_counter()
+                fit = real_returns("carracing", weights, trained.config, sols, seeds, max_steps=1000,
+                                   stall_steps=stall, executor=ex, progress=False, steps_out=steps)[:, 0]
+                secs = time.perf_counter() - start
+                row[label] = {"env_steps": steps[0], "seconds": round(secs, 1),
+                              "env_steps_per_s": round(steps[0] / secs, 1),
+                              "episodes_per_cpu_hour": round(len(sols) / (secs * workers / 3600), 1),
+                              "mean_fitness": round(float(fit.mean()), 1), "fitness": fit.round(1).tolist()}
+            full = row["full"]
+            for n in a.stall_steps:
+                cut = row[f"cut{n}"]
+                cut["env_steps_saved_per_generation"] = full["env_steps"] - cut["env_steps"]
+                cut["episodes_per_cpu_hour_ratio"] = round(cut["episodes_per_cpu_hour"]
+                                                           / full["episodes_per_cpu_hour"], 2)
+                cut["spearman_vs_full"] = round(spearman(cut["fitness"], full["fitness"]), 3)
+                print(f"early end after {n} steps, {name}: {len(sols)} episodes, {full['env_steps']} -> "
+                      f"{cut['env_steps']} env-steps ({cut['env_steps_saved_per_generation']} saved per generation); "
+                      f"{full['episodes_per_cpu_hour']:.0f} -> {cut['episodes_per_cpu_hour']:.0f} training episodes "
+                      f"per CPU-hour ({cut['episodes_per_cpu_hour_ratio']:.2f}x); env-steps/s "
+                      f"{full['env_steps_per_s']:.0f} -> {cut['env_steps_per_s']:.0f}; mean fitness "
+                      f"{full['mean_fitness']:.0f} -> {cut['mean_fitness']:.0f}; ranking Spearman "
+                      f"{cut['spearman_vs_full']:.3f}")
+            out[name] = row
+    finally:
+        if ex is not None:
+            ex.shutdown()
+    return {"stall_steps": a.stall_steps, "popsize": a.stall_pop, "workers": workers, "populations": out}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=1000, help="timed steps per env per round")
@@ -115,7 +184,16 @@ def main():
     p.add_argument("--agent-steps", type=int, default=300)
     p.add_argument("--envs-per-worker", type=int, default=8)
     p.add_argument("--weights", default=None, help="a CarRacing run or weights dir (default: random init)")
+    p.add_argument("--stall-pop", type=int, default=16, help="candidates per population in the early-end part "
+                                                              "(0 skips it)")
+    p.add_argument("--stall-steps", type=lambda t: [int(n) for n in t.split(",")], default=[20, 50, 100],
+                   help="comma-separated Ns to try (default 20,50,100)")
+    p.add_argument("--stall-weights", default="pretrained/carracing")
+    p.add_argument("--only-early-end", action="store_true", help="skip the env and agent throughput parts")
     a = p.parse_args()
+    if a.only_early_end:
+        print(json.dumps({"early_end": early_end(a)}))
+        return
 
     envs = {name: gymnasium.make(name, render_mode="state_pixels") for name in (ORIGINAL_ID, ENV_ID)}
     actions = random_actions(a.seed, a.steps)
@@ -143,8 +221,9 @@ def main():
     print(f"speedup {speedup:.2f}x   (1-min load average {load_start:.2f} at start, {load_end:.2f} at end;"
           f" same final obs and reward: {identical})")
     agent = agent_throughput(a) if a.agent_episodes else {}
+    stall = early_end(a) if a.stall_pop else {}
     print(json.dumps({
-        "agent_throughput": agent,
+        "agent_throughput": agent, "early_end": stall,
         "steps_per_round": a.steps, "rounds": a.rounds, "seed": a.seed,
         "original_steps_per_s": round(rate[ORIGINAL_ID], 2), "fast_steps_per_s": round(rate[ENV_ID], 2),
         "speedup": round(speedup, 3),

@@ -8,7 +8,7 @@ from wmlib.checkpoint import save_model
 from wmlib.controller import Controller, ControllerConfig
 from wmlib.envs import make_env
 from wmlib.mdnrnn import MDNRNN, MDNRNNConfig
-from wmlib.rollout import RolloutTask, group_size, rollout, rollout_many, run_rollouts
+from wmlib.rollout import RolloutTask, Stall, group_size, rollout, rollout_many, run_rollouts
 from wmlib.vae import ConvVAE, VAEConfig
 
 
@@ -69,3 +69,45 @@ def test_agent_rejects_bad_batches(carracing_weights):
     agent.reset(2, [1, 2])
     with pytest.raises(ValueError, match="1 frames for 2 episodes"):
         agent.act(np.zeros((1, 64, 64, 3), np.uint8))
+
+
+class ScriptedRewards:
+    """A stand-in game: blank frames, and rewards from a script (a new tile pays +3, else -0.1)."""
+
+    def __init__(self, rewards):
+        self.rewards = list(rewards)
+
+    def reset(self, seed=None):
+        self.t = 0
+        return np.zeros((64, 64, 3), np.uint8), {}
+
+    def step(self, action):
+        r = self.rewards[self.t]
+        self.t += 1
+        return np.zeros((64, 64, 3), np.uint8), r, False, self.t >= len(self.rewards), {}
+
+
+def test_stall_ends_training_episodes_without_progress(carracing_weights):
+    agent = load_agent(carracing_weights, "carracing")
+    stuck = [3.0] * 5 + [-0.1] * 95  # reaches 5 tiles, then never another
+    driving = ([3.0] + [-0.1] * 9) * 10  # a new tile every 10 steps
+    full, full_steps = rollout_many([ScriptedRewards(stuck), ScriptedRewards(driving)], agent, [1, 2])
+    cut, cut_steps = rollout_many([ScriptedRewards(stuck), ScriptedRewards(driving)], agent, [1, 2],
+                                  stall=Stall(steps=20, episode_steps=100))
+    assert full_steps.tolist() == [100, 100]
+    assert cut_steps.tolist() == [25, 100]  # 5 tiles, then 20 steps without one; the driving car is not cut
+    # the cut episode is scored as if it had gone on without a tile to the end: here exactly the full score
+    np.testing.assert_allclose(cut, full, atol=1e-9)
+    short, short_steps = rollout_many([ScriptedRewards(driving)], agent, [2], stall=Stall(steps=9, episode_steps=100))
+    assert short_steps.tolist() == [10] and short[0] == pytest.approx(3.0 - 0.1 * 99)
+
+
+def test_stall_steps_travel_with_the_tasks(carracing_weights):
+    ccfg = ControllerConfig(kind="zh").__dict__
+    params = np.zeros(Controller(ControllerConfig()).num_params)  # C = 0: gas 0.5 straight ahead, off the road
+    plain = RolloutTask("carracing", str(carracing_weights), 7, controller=ccfg, params=params, max_steps=300)
+    cut = RolloutTask("carracing", str(carracing_weights), 7, controller=ccfg, params=params, max_steps=300,
+                      stall_steps=20)
+    assert plain.batch_key() != cut.batch_key()  # never played in one batch
+    res = run_rollouts([plain, cut], workers=1, progress=False)
+    assert res[1, 1] < res[0, 1] - 100, res  # the car that has left the road is stopped early

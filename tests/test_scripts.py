@@ -22,7 +22,7 @@ from .helpers import ROOT, write_synthetic_episodes
 def test_the_scripts_parse_their_arguments():
     for args in (["pretrained_carracing.py", "--help"], ["ablation_carracing.py", "--help"],
                  ["pretrained_doom.py", "gpu", "--help"],
-                 ["pretrained_doom.py", "iterate", "--help"]):
+                 ["pretrained_doom.py", "iterate", "--help"], ["carracing_v2.py", "--help"]):
         r = subprocess.run([sys.executable, str(ROOT / "scripts" / args[0]), *args[1:]], capture_output=True,
                            text=True, cwd=ROOT)
         assert r.returncode == 0, r.stderr

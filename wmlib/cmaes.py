@@ -36,9 +36,10 @@ class CMAESConfig:
     eval_every: int = 25  # evaluate the distribution mean every this many generations (0: never)
     eval_episodes: int = 1024
     where: str = "real"  # "real": rollouts in the game; "dream": inside M (Doom)
+    stall_steps: int | None = None  # real game: end a training episode after this many steps without reward
 
     def __post_init__(self):
-        check_fields(self, positive=("popsize", "rollouts", "sigma0", "max_steps"),
+        check_fields(self, positive=("popsize", "rollouts", "sigma0", "max_steps", "stall_steps"),
                      non_negative=("generations", "weight_decay", "workers", "eval_every", "eval_episodes"))
 
 
@@ -80,7 +81,7 @@ def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: C
 
     evaluate_population(solutions (pop, P), generation) -> returns (pop, rollouts).
     evaluate_mean(params) -> (mean, std), called every cfg.eval_every generations.
-    
+
     Introduced in chapter 6.
     """
     out_dir = Path(out_dir)
@@ -139,6 +140,8 @@ def check_settings(state_dir: Path, cfg: CMAESConfig, controller_config: Control
                 "seed": seed, "env": env}
     settings["cmaes"].pop("workers")
     settings["cmaes"].pop("generations")  # more generations may be asked for on resume
+    if settings["cmaes"]["stall_steps"] is None:  # searches saved before the option existed still resume
+        settings["cmaes"].pop("stall_steps")
     cfg_path = state_dir / "settings.json"
     if cfg_path.exists() and read_json(cfg_path) != json.loads(json.dumps(settings)):
         raise WMError(f"{state_dir} holds a CMA-ES run with other settings ({cfg_path}); use a new run "

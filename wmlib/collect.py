@@ -40,7 +40,7 @@ def play_episode(env, act, seed: int, max_steps: int | None = None, keep_frames:
 
     Returns "action" (T, A) float32, "reward" (T,) float64, "done" (T,) (the game ended at that step) and,
     with keep_frames, "obs": the T + 1 frames seen, the first one to the last.
-    
+
     Introduced in chapter 8.
     """
     frame, _ = env.reset(seed=seed)

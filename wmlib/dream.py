@@ -180,7 +180,7 @@ class DreamEnv(gym.Env):
     """One dream episode at a time, with gymnasium's API. Reward +1 per step for Doom.
 
     tau, done_mode and max_steps, where given, replace those of `config` (default: DreamConfig()).
-    
+
     Introduced in chapter 8.
     """
 
@@ -232,7 +232,7 @@ class DreamVectorEnv(VectorEnv):
     Autoreset follows gymnasium's default (next step): the step after an episode ends resets that
     sub-environment, ignores its action and returns its first observation with reward 0. The settings are
     DreamEnv's.
-    
+
     Introduced in chapter 8.
     """
 
@@ -327,7 +327,7 @@ def dream_returns(model: DreamModel, controller: ControllerConfig, solutions, *,
 
     All pop x rollouts episodes run as one batch; finished episodes drop out of the batch. Rollout r
     of every candidate starts from the same recorded frame (common random numbers).
-    
+
     Introduced in chapter 8.
     """
     n_params = Controller(controller).num_params  # checked once here, not in every step's batched_controller

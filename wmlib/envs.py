@@ -127,7 +127,7 @@ def make_env(name: str, max_steps: int | None = None, render_mode: str | None = 
     """Make a wrapped real environment: 64x64x3 uint8 frames in, controller actions in [-1, 1] out.
 
     max_steps caps episodes (default: CarRacing's own 1,000, Doom's 2,100 as in the paper).
-    
+
     Introduced in chapter 1.
     """
     check_env_name(name)
@@ -168,7 +168,7 @@ def cached_env(name: str, max_steps: int | None, index: int = 0) -> gym.Env:
 
 def close_games() -> int:
     """Close every env this process made with make_env that runs a game process (Doom), and forget
-    
+
     Introduced in chapter 8.
     the cached ones; returns how many were closed. Chapters call it at their end; it also runs at exit."""
     n = 0

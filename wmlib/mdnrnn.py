@@ -117,7 +117,7 @@ def mdn_nll(logpi, mu, logsigma, target, mask=None) -> torch.Tensor:
 
     -log sum_k pi_k N(target | mu_k, sigma_k), averaged over latent dims and the steps where mask
     (B, T) is true. Computed in log space (logsumexp) so that tiny sigmas do not underflow.
-    
+
     Introduced in chapter 4.
     """
     x = target.unsqueeze(-1)
@@ -145,7 +145,7 @@ def sample_next_z(logpi, mu, logsigma, tau: float = 1.0, generator: torch.Genera
 
     tau -> 0 picks the most likely component and returns its mean; tau = 1 samples the model as
     trained; tau > 1 makes rare components (fireballs, sharp turns) more likely and noisier.
-    
+
     Introduced in chapter 4.
     """
     if not 0 < tau < math.inf:  # nan fails both comparisons; inf would draw infinite z

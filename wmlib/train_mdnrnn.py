@@ -96,7 +96,7 @@ def train_mdnrnn(packed_dir: Path, out_dir: Path, env: str, *, config: MDNRNNCon
     start (with start_step, the steps it was trained for) continues an M trained elsewhere, of which only
     the weights are left (e.g. shipped ones): used when out_dir holds no training state yet, with a fresh
     optimizer; once out_dir has a state, that state wins.
-    
+
     Introduced in chapter 5.
     """
     out_dir = Path(out_dir)

@@ -68,7 +68,7 @@ def open_weights(profile: str) -> tuple[Path, str, Path]:
     """(weights, source, live folder) for a Doom chapter run from its folder: doom_weights and live_dir
     under the repository root (the notebook folder's parent when it holds wmlib/, else the current
     folder, e.g. /content on Colab). Prints where the weights come from and which results they ship,
-    
+
     Introduced in chapter 8.
     shows a warning when they are stand-ins, and glues `stand_in` and `weights_source` for the text."""
     from IPython.display import Markdown, display
@@ -114,7 +114,7 @@ def sweep_dir(live: Path, sweep: dict, max_steps: int) -> Path:
 def live_sweep(weights: Path, taus: list[float], sweep: dict, tau: float, max_steps: int, live: Path,
                device: str) -> dict:
     """wmlib's tau sweep at the chapters' small sizes: one controller per tau in `taus`, scored in the
-    
+
     Introduced in chapter 8.
     dream and the game. A tau already in the sweep's folder is read back, not trained again."""
     return tau_sweep(weights, taus, sweep_config(sweep, tau, max_steps), out=sweep_dir(live, sweep, max_steps),
@@ -127,7 +127,7 @@ def live_sweep(weights: Path, taus: list[float], sweep: dict, tau: float, max_st
 
 def fireball_mask(frames) -> np.ndarray:
     """True where a pixel of uint8 RGB frames (..., H, W, 3) is bright yellow: red above 150, green above
-    
+
     Introduced in chapter 9.
     120 and red at least 40 above blue. Fireballs are; walls, floor and monsters are darker or redder."""
     f = np.asarray(frames, dtype=np.int16)
@@ -142,7 +142,7 @@ def fireball_pixels(frames) -> np.ndarray:
 
 def play_real(env, agent, seed: int, max_steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One real episode of `agent` (a wmlib.agent.Agent) in `env`: the frames it saw (T + 1, 64, 64, 3),
-    
+
     Introduced in chapter 8.
     the first one included, and its actions (T,). max_steps (None: no limit) ends it early."""
     agent.reset(1, seed)

@@ -53,7 +53,7 @@ def setup() -> tuple[str, str]:
 
     WMLIB_PROFILE is read again here, so setting os.environ["WMLIB_PROFILE"] and rerunning the
     first cell switches the profile without restarting the kernel.
-    
+
     Introduced in chapter 1.
     """
     global PROFILE
@@ -75,7 +75,7 @@ def glue(name: str, value, display: bool = True):
     numpy and torch scalars become plain Python numbers first (myst-nb cannot format them in the
     text). Where myst-nb is not installed (Colab: there is no book to build there) it only returns
     the value; the cells print their numbers anyway.
-    
+
     Introduced in chapter 2.
     """
     if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
@@ -93,7 +93,7 @@ def quote(name: str, value):
 
     Anything with .item() (a numpy or torch scalar, a 0-d tensor, a one-element array) becomes a plain
     Python number first; returns the value glued.
-    
+
     Introduced in chapter 2.
     """
     if hasattr(value, "item"):
@@ -105,7 +105,7 @@ def show_frames(frames, ncols: int = 8, scale: float = 1.5, titles=None):
     """Show uint8 frames (N, 64, 64, 3) in a grid of `ncols` columns.
 
     `scale` is the size of one frame in inches; `titles` (optional) labels each frame.
-    
+
     Introduced in chapter 1.
     """
     import matplotlib.pyplot as plt
@@ -140,7 +140,7 @@ def video_bytes(frames, fps: int = 25, scale: int = 4, max_bytes: int = MAX_VIDE
     The encoder is imageio-ffmpeg's bundled ffmpeg (no system ffmpeg needed). yuv420p and even frame
     sizes make the file play in every browser. Raises ValueError when the result exceeds max_bytes
     (show fewer frames or a smaller scale).
-    
+
     Introduced in chapter 3.
     """
     import numpy as np
@@ -182,7 +182,7 @@ def video(frames, fps: int = 25, scale: int = 4, max_bytes: int = MAX_VIDEO_BYTE
 
     The video is embedded as base64 in the cell's output (no file next to the notebook), so the same
     call works everywhere; `max_bytes` caps its size.
-    
+
     Introduced in chapter 3.
     """
     import base64
@@ -196,7 +196,7 @@ def video(frames, fps: int = 25, scale: int = 4, max_bytes: int = MAX_VIDEO_BYTE
 
 def repo_root() -> Path:
     """The folder that holds runs/ and pretrained/: the repository when a chapter runs from its book/ folder
-    
+
     Introduced in chapter 3.
     (the parent holds wmlib/), else the current folder (e.g. /content on Colab)."""
     here = Path.cwd()

@@ -34,6 +34,8 @@ def _run_config(args):
         cfg.collect.policy = args.policy
     if getattr(args, "generations", None) is not None:
         cfg.cmaes.generations = _positive("--generations", args.generations)
+    if getattr(args, "stall_steps", None) is not None:
+        cfg.cmaes.stall_steps = args.stall_steps
     if getattr(args, "iterations", None) is not None:
         cfg.iterate.iterations = _positive("--iterations", args.iterations, allow_zero=True)
     if getattr(args, "where", None) is not None:
@@ -64,7 +66,7 @@ def _positive(name, value, allow_zero=False):
 
 
 # The smallest value of every numeric option, whichever command has it.
-MINIMUM = {"seed": 0, "workers": 0, "episodes": 1, "max_steps": 1, "generations": 1, "iterations": 0}
+MINIMUM = {"seed": 0, "workers": 0, "episodes": 1, "max_steps": 1, "generations": 1, "iterations": 0, "stall_steps": 1}
 
 
 def _check_numbers(args):
@@ -258,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--where", choices=("real", "dream"), default=None,
                            help="train C in the real game or in M's dream (default: the profile's)")
             q.add_argument("--tau", type=float, default=None, help="the dream's temperature (default: the profile's)")
+            q.add_argument("--stall-steps", type=int, default=None,
+                           help="real game: end a training episode after this many steps without a new tile "
+                                "(evaluation episodes are never cut; default: never)")
         if name in ("iterate", "run"):
             q.add_argument("--iterations", type=int, default=None,
                            help="rounds of the iterative procedure (default: the profile's)")

@@ -137,7 +137,7 @@ def stage_controller(cfg: RunConfig, run_dir: Path, *, progress=True, executor=N
         def evaluate_population(solutions, generation):
             seeds = [train_seed(cfg.seed, generation, r) for r in range(c.rollouts)]
             return real_returns(cfg.env, run_dir, cfg.controller, solutions, seeds, max_steps=c.max_steps,
-                                executor=ex, desc=f"generation {generation + 1}", progress=progress)
+                                stall_steps=c.stall_steps, executor=ex, desc=f"generation {generation + 1}", progress=progress)
 
         def evaluate_mean(params):
             seeds = [eval_seed(cfg.seed + 1, i) for i in range(c.eval_episodes)]

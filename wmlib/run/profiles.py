@@ -177,7 +177,7 @@ def check_profile(profile: str) -> str:
 
 def get_config(env: str, profile: str = "default", seed: int = 0) -> RunConfig:
     """The whole run of `env` on `profile`: what `python -m wmlib run --profile PROFILE` and the chapters train.
-    
+
     Introduced in chapter 1."""
     check_env_name(env)
     check_profile(profile)
@@ -290,7 +290,7 @@ CHAPTER_SIZES = {
 
 def chapter_sizes(chapter: str, profile: str) -> dict:
     """A copy of CHAPTER_SIZES[chapter][profile] (a chapter may change its copy; the others do not see it).
-    
+
     Introduced in chapter 1."""
     check_profile(profile)
     if chapter not in CHAPTER_SIZES:

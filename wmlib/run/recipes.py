@@ -410,3 +410,73 @@ def iterate_doom(cfg: RunConfig, run_dir: Path, src: Path, *, shipped_v: Path, f
         for name in ROUND_FILES:
             shutil.copy(run_dir / name, snap / name)
         write_json(snap / "round.json", out)  # last: the round is done
+
+
+# CarRacing v2 (work in progress, the "CarRacing solved" issue): a V that sees what the agent sees
+
+V2_AGENT_EPISODES, V2_BROWNIAN_EPISODES, V2_HELD_OUT = 600, 400, 20
+
+
+def carracing_v2(workers: int = 2, v_epochs: float = 3) -> RunConfig:
+    """The next CarRacing world model (no artefact yet): V trained from scratch on 1,000 episodes, 600 played
+    by the shipped agent (pretrained/carracing) with Gaussian noise 0.15 on its actions, so the road and the
+    turns are in view as the agent sees them, and 400 brownian ones; 20 more of each are held out to measure V.
+    V `v_epochs` epochs of batch 100 at lr 1e-3. M and C follow once V sees held-out agent frames about as
+    well as its training frames."""
+    return shipped_config(
+        "carracing",
+        collect=CollectConfig(episodes=V2_AGENT_EPISODES + V2_HELD_OUT, max_steps=1000, policy="agent",
+                              workers=workers),
+        vae_train=VAETrainConfig(epochs=v_epochs, batch_size=100, lr=1e-3, checkpoint_every_s=300),
+        iterate=IterateConfig(noise=0.15), eval_episodes=100)
+
+
+@torch.no_grad()
+def reconstruction_error(vae: ConvVAE, files: list[Path], frames_per_episode: int = 100, seed: int = 0) -> float:
+    """V's mean squared error per pixel (frames in [0, 1]) on `frames_per_episode` frames drawn from each file."""
+    from ..episodes import load_episode
+    from ..vae import frames_to_tensor
+    rng = np.random.default_rng(seed)
+    errors = []
+    for f in files:
+        obs = load_episode(f, keys=("obs",))["obs"]
+        x = frames_to_tensor(obs[rng.choice(len(obs), min(frames_per_episode, len(obs)), replace=False)])
+        errors.append(float((vae.decode(vae.encode(x)[0]) - x).pow(2).mean()))
+    return float(np.mean(errors))
+
+
+def carracing_v2_world_model(cfg: RunConfig, run_dir: Path, *, agent_weights: Path) -> dict:
+    """Collect the 1,040 episodes (resumes: only missing files are played), train V on 1,000 of them (resumes),
+    then measure V on held-out agent frames against its training frames: RUN_DIR/v_eval.json."""
+    from ..episodes import episode_path
+    from ..train_vae import train_vae
+    run_dir = Path(run_dir)
+    c = cfg.collect
+    log_err(f"[carracing-v2] {c.episodes} agent episodes (noise {cfg.iterate.noise}) into {run_dir / 'agent'}")
+    collect("carracing", run_dir / "agent", c.episodes, seed=11, policy="agent", max_steps=c.max_steps,
+            workers=c.workers, weights=str(agent_weights), noise=cfg.iterate.noise, progress=False)
+    log_err(f"[carracing-v2] {V2_BROWNIAN_EPISODES + V2_HELD_OUT} brownian episodes into {run_dir / 'brownian'}")
+    collect("carracing", run_dir / "brownian", V2_BROWNIAN_EPISODES + V2_HELD_OUT, seed=12, policy="brownian",
+            max_steps=c.max_steps, workers=c.workers, progress=False)
+    train = run_dir / "train"  # the training episodes, linked under one folder for V's data stream
+    train.mkdir(parents=True, exist_ok=True)
+    sources = ([episode_path(run_dir / "agent", i) for i in range(V2_AGENT_EPISODES)]
+               + [episode_path(run_dir / "brownian", i) for i in range(V2_BROWNIAN_EPISODES)])
+    for k, src in enumerate(sources):
+        if not episode_path(train, k).exists():
+            episode_path(train, k).symlink_to(src.resolve())
+    log_err(f"[carracing-v2] V, {cfg.vae_train.epochs} epochs on {len(sources)} episodes")
+    vae = train_vae(train, run_dir / "v", "carracing", config=cfg.vae, train=cfg.vae_train, seed=cfg.seed,
+                    log=log_err, progress=False)
+    held = [episode_path(run_dir / "agent", V2_AGENT_EPISODES + i) for i in range(V2_HELD_OUT)]
+    seen = [episode_path(run_dir / "agent", i) for i in range(V2_HELD_OUT)]
+    result = {"mse_agent_held_out": reconstruction_error(vae, held),
+              "mse_agent_training": reconstruction_error(vae, seen),
+              "mse_brownian_held_out": reconstruction_error(
+                  vae, [episode_path(run_dir / "brownian", V2_BROWNIAN_EPISODES + i) for i in range(V2_HELD_OUT)]),
+              "episodes": len(sources), "epochs": cfg.vae_train.epochs}
+    result["held_out_over_training"] = result["mse_agent_held_out"] / result["mse_agent_training"]
+    write_json(run_dir / "v_eval.json", result)
+    log_err(f"[carracing-v2] V per-pixel MSE: held-out agent frames {result['mse_agent_held_out']:.5f}, training "
+            f"agent frames {result['mse_agent_training']:.5f} ({result['held_out_over_training']:.2f}x)")
+    return result

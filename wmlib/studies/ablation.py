@@ -38,7 +38,8 @@ def train_real(weights: Path, out: Path, controller: ControllerConfig, cfg: RunC
 
     def evaluate_population(solutions, generation):
         seeds = [train_seed(cfg.seed, generation, r) for r in range(c.rollouts)]
-        return real_returns(cfg.env, weights, controller, solutions, seeds, max_steps=c.max_steps, executor=executor,
+        return real_returns(cfg.env, weights, controller, solutions, seeds, max_steps=c.max_steps,
+                            stall_steps=c.stall_steps, executor=executor,
                             desc=f"{controller.kind} gen {generation + 1}", progress=progress)
 
     return train_cmaes(evaluate_population, controller, c, out_dir=out, env=cfg.env, seed=cfg.seed, log=log,
@@ -48,7 +49,7 @@ def train_real(weights: Path, out: Path, controller: ControllerConfig, cfg: RunC
 def ablation(weights: Path, cfg: RunConfig, out: Path, *, episodes: int = 100, kinds=KINDS, log=print,
              progress=True, executor=None, after_kind=None) -> dict:
     """Train and score each kind in turn (a kind already scored is read back); after_kind(kind), if given, is
-    
+
     Introduced in chapter 7.
     called once a kind has been newly scored, e.g. to save its state somewhere safe."""
     weights, out = Path(weights), Path(out)

@@ -77,7 +77,7 @@ def dream_check(weights, *, episodes: int = 100, dream: DreamConfig = DreamConfi
 
     The dream half takes seconds and changes with M; the real half takes minutes and, except for the random
     controllers (which see through V and M), does not: real=False checks a new M quickly.
-    
+
     Introduced in chapter 8.
     """
     model = DreamModel(weights, "doom", device)
