@@ -1,11 +1,11 @@
-"""How pretrained/carracing was trained: the pipeline's stages with the default profile's models and a
+"""How pretrained/carracing was trained: the pipeline's stages with the paper's models and a
 data/training budget that fits a 2-core CPU over several sittings. Every stage resumes: rerun the same
 command after an interrupt, or with a larger --generations to continue CMA-ES.
 
     python scripts/pretrained_carracing.py --run-dir runs/car-v1 --generations 60
     python -m wmlib export --env carracing --run-dir runs/car-v1 --out pretrained/carracing
 
-Settings (`wmlib.run.recipes.carracing_v1`; the rest is `get_config("carracing", "default")`): 240
+Settings (`wmlib.run.recipes.carracing_v1`; the rest is RunConfig's defaults with the paper's V, M and C): 240
 brownian-policy episodes (the default `random_weights` policy leaves the playfield in most episodes), V 1
 epoch, M 300 steps of 32 x 999, C (z + h, linear) by CMA-ES in the real game, pop 16 x 2 rollouts, episodes
 of 1,000 steps.

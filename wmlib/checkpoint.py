@@ -145,7 +145,6 @@ def load_torch_state(path: Path, keys=()) -> dict:
     return state
 
 
-
 class TrainingState:
     """The resumable state of a training loop (V's, M's) in one torch file, saved every `every_s` seconds.
 

@@ -168,9 +168,10 @@ def cached_env(name: str, max_steps: int | None, index: int = 0) -> gym.Env:
 
 def close_games() -> int:
     """Close every env this process made with make_env that runs a game process (Doom), and forget
+    the cached ones; returns how many were closed. Chapters call it at their end; it also runs at exit.
 
     Introduced in chapter 8.
-    the cached ones; returns how many were closed. Chapters call it at their end; it also runs at exit."""
+    """
     n = 0
     for env in list(_OPEN_GAMES):
         try:

@@ -68,9 +68,10 @@ def open_weights(profile: str) -> tuple[Path, str, Path]:
     """(weights, source, live folder) for a Doom chapter run from its folder: doom_weights and live_dir
     under the repository root (the notebook folder's parent when it holds wmlib/, else the current
     folder, e.g. /content on Colab). Prints where the weights come from and which results they ship,
+    shows a warning when they are stand-ins, and glues `stand_in` and `weights_source` for the text.
 
     Introduced in chapter 8.
-    shows a warning when they are stand-ins, and glues `stand_in` and `weights_source` for the text."""
+    """
     from IPython.display import Markdown, display
 
     root = repo_root()
@@ -114,9 +115,10 @@ def sweep_dir(live: Path, sweep: dict, max_steps: int) -> Path:
 def live_sweep(weights: Path, taus: list[float], sweep: dict, tau: float, max_steps: int, live: Path,
                device: str) -> dict:
     """wmlib's tau sweep at the chapters' small sizes: one controller per tau in `taus`, scored in the
+    dream and the game. A tau already in the sweep's folder is read back, not trained again.
 
     Introduced in chapter 8.
-    dream and the game. A tau already in the sweep's folder is read back, not trained again."""
+    """
     return tau_sweep(weights, taus, sweep_config(sweep, tau, max_steps), out=sweep_dir(live, sweep, max_steps),
                      episodes=sweep["episodes"], seed=0, device=device, workers=1, log=lambda *_: None,
                      progress=False)
@@ -127,9 +129,10 @@ def live_sweep(weights: Path, taus: list[float], sweep: dict, tau: float, max_st
 
 def fireball_mask(frames) -> np.ndarray:
     """True where a pixel of uint8 RGB frames (..., H, W, 3) is bright yellow: red above 150, green above
+    120 and red at least 40 above blue. Fireballs are; walls, floor and monsters are darker or redder.
 
     Introduced in chapter 9.
-    120 and red at least 40 above blue. Fireballs are; walls, floor and monsters are darker or redder."""
+    """
     f = np.asarray(frames, dtype=np.int16)
     r, g, b = f[..., 0], f[..., 1], f[..., 2]
     return (r > 150) & (g > 120) & (r - b > 40)
@@ -142,9 +145,10 @@ def fireball_pixels(frames) -> np.ndarray:
 
 def play_real(env, agent, seed: int, max_steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One real episode of `agent` (a wmlib.agent.Agent) in `env`: the frames it saw (T + 1, 64, 64, 3),
+    the first one included, and its actions (T,). max_steps (None: no limit) ends it early.
 
     Introduced in chapter 8.
-    the first one included, and its actions (T,). max_steps (None: no limit) ends it early."""
+    """
     agent.reset(1, seed)
     ep = play_episode(env, lambda frame: agent.act(frame[None])[0], seed, max_steps or None, keep_frames=True)
     return ep["obs"], ep["action"][:, 0].astype(np.float64)

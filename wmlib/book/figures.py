@@ -7,7 +7,7 @@ import numpy as np
 
 def png(image, scale: int = 4) -> bytes:
     """A uint8 image (H, W, 3) as PNG bytes, upscaled `scale` x by nearest neighbour: what an ipywidgets
-    Image shows (chapter 3). A row of frames side by side is one image: np.concatenate(frames, axis=1)."""
+    Image shows (chapter 2). A row of frames side by side is one image: np.concatenate(frames, axis=1)."""
     from PIL import Image
 
     image = np.asarray(image)

@@ -196,9 +196,10 @@ def video(frames, fps: int = 25, scale: int = 4, max_bytes: int = MAX_VIDEO_BYTE
 
 def repo_root() -> Path:
     """The folder that holds runs/ and pretrained/: the repository when a chapter runs from its book/ folder
+    (the parent holds wmlib/), else the current folder (e.g. /content on Colab).
 
     Introduced in chapter 3.
-    (the parent holds wmlib/), else the current folder (e.g. /content on Colab)."""
+    """
     here = Path.cwd()
     return here.parent if (here.parent / "wmlib").is_dir() else here
 

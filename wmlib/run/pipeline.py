@@ -20,19 +20,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import load_model, read_json, write_json
+from ..checkpoint import load_model, pick_device, read_json, write_json
 from ..cmaes import train_cmaes
-from ..collect import clean_partial_files, collect
+from ..collect import collect
 from ..envs import check_env_name
+from ..episodes import clean_partial_files
 from ..errors import WMError
 from ..parallel import open_executor, resolve_workers
-from .profiles import RunConfig, get_config
 from ..rollout import eval_seed, evaluate, real_returns, train_seed
 from ..series import encode_series, pack_series
 from ..train_mdnrnn import train_mdnrnn
-from ..checkpoint import pick_device
 from ..train_vae import train_vae
 from ..vae import ConvVAE, VAEConfig
+from .profiles import RunConfig, get_config
 
 
 def log_err(msg: str) -> None:

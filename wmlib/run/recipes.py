@@ -377,7 +377,7 @@ def start_from(run_dir: Path, src: Path, shipped_v: Path) -> None:
 
 
 def iterate_doom(cfg: RunConfig, run_dir: Path, src: Path, *, shipped_v: Path, first_round: int = 1,
-                 check_episodes: int = 100, device="cpu") -> None:
+                 check_episodes: int = 100, device=None) -> None:
     """Rounds first_round..cfg.iterate.iterations of the iterative procedure (pipeline.iterate_round), going on
     from the V, M and C of `src` (the GPU run, or a round's snapshot when the rounds before first_round happened
     elsewhere). After each round, the dream check's dream side and C's score in the real game go

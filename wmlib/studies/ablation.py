@@ -49,9 +49,10 @@ def train_real(weights: Path, out: Path, controller: ControllerConfig, cfg: RunC
 def ablation(weights: Path, cfg: RunConfig, out: Path, *, episodes: int = 100, kinds=KINDS, log=print,
              progress=True, executor=None, after_kind=None) -> dict:
     """Train and score each kind in turn (a kind already scored is read back); after_kind(kind), if given, is
+    called once a kind has been newly scored, e.g. to save its state somewhere safe.
 
     Introduced in chapter 7.
-    called once a kind has been newly scored, e.g. to save its state somewhere safe."""
+    """
     weights, out = Path(weights), Path(out)
     if cfg.env != "carracing":
         raise WMError(f"the ablation is the paper's CarRacing experiment; got env {cfg.env!r}")
