@@ -7,12 +7,16 @@ import pytest
 from wmlib.book.notebook import book_run_config, glue
 
 
-def test_glue_without_myst_nb_returns_plain_value(monkeypatch):
+def test_glue_without_myst_nb_does_nothing(monkeypatch):
     monkeypatch.setitem(sys.modules, "myst_nb", None)  # import myst_nb now raises ImportError (as on Colab)
-    value = glue("x", np.float32(1.5), display=False)
-    assert value == 1.5 and type(value) is float
-    assert type(glue("n", np.int64(3), display=False)) is int
-    assert glue("s", "text", display=False) == "text"
+    assert glue("x", np.float32(1.5), display=False) is None
+
+
+def test_glue_and_quote_return_nothing_a_cell_would_print(glued):
+    from wmlib.book.notebook import quote
+
+    assert glue("x", 1.5) is None and quote("y", np.float32(2.0)) is None
+    assert glued == {"x": (1.5, True), "y": (2.0, False)}
 
 
 @pytest.fixture
@@ -77,13 +81,19 @@ def test_quote_glues_plain_numbers_without_display(glued, monkeypatch):
     from wmlib.book.notebook import quote
 
     seen = glued
-    assert quote("a", np.float32(0.5)) == 0.5 and type(seen["a"][0]) is float and seen["a"][1] is False
-    assert type(quote("n", np.int64(7))) is int and seen["n"] == (7, False)
-    assert type(quote("t", torch.tensor(2.5))) is float and seen["t"] == (2.5, False)  # a 0-d tensor
-    assert type(quote("m", torch.ones(3).mean())) is float
-    assert quote("s", "still falling") == "still falling" and quote("b", True) is True
-    monkeypatch.setitem(sys.modules, "myst_nb", None)  # Colab: no myst-nb, quote still returns the number
-    assert type(quote("x", torch.tensor(3))) is int
+    quote("a", np.float32(0.5))
+    quote("n", np.int64(7))
+    quote("t", torch.tensor(2.5))  # a 0-d tensor
+    quote("m", torch.ones(3).mean())
+    quote("s", "still falling")
+    quote("b", True)
+    assert type(seen["a"][0]) is float and seen["a"] == (0.5, False)
+    assert type(seen["n"][0]) is int and seen["n"] == (7, False)
+    assert type(seen["t"][0]) is float and seen["t"] == (2.5, False)
+    assert type(seen["m"][0]) is float
+    assert seen["s"] == ("still falling", False) and seen["b"] == (True, False)
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # Colab: no myst-nb, quote is quiet
+    assert quote("x", torch.tensor(3)) is None
 
 
 def test_fireball_pixels_counts_bright_yellow_only():
@@ -150,3 +160,19 @@ def test_open_weights_finds_the_root_and_says_where_the_weights_come_from(tmp_pa
     assert f"weights: {weights} (WMLIB_DOOM_WEIGHTS)" in out
     assert "'tau_sweep.json': True" in out and "'dream_check.json': False" in out
     assert glued["stand_in"][0] is False and glued["weights_source"][0] == "WMLIB_DOOM_WEIGHTS"
+
+
+def test_run_stage_log_has_no_clock_times_or_machine_paths(tmp_path, monkeypatch, capsys):
+    """A chapter's output shows a stage's log without what changes with the machine and the day."""
+    from wmlib.book.notebook import repo_root, run_stage
+
+    monkeypatch.chdir(tmp_path)
+
+    def stage(cfg, run_dir, progress=True):
+        print(f"14:47:58 [collect] 3 episodes into {repo_root() / 'runs' / 'x'}", file=sys.stderr)
+        print("plain line 12:00:00 stays")
+        return 7
+
+    assert run_stage("collect", stage, None, tmp_path / "run") == 7
+    out = capsys.readouterr().out
+    assert out.splitlines() == ["[collect] 3 episodes into runs/x", "plain line 12:00:00 stays"]

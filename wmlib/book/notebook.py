@@ -10,8 +10,10 @@ variable, so the same notebook runs in seconds in CI and at full size on a reade
 """
 import contextlib
 import hashlib
+import io
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -73,8 +75,8 @@ def glue(name: str, value, display: bool = True):
     """myst-nb's `glue` (a computed value the book's text quotes as {glue:text}`name`), usable anywhere.
 
     numpy and torch scalars become plain Python numbers first (myst-nb cannot format them in the
-    text). Where myst-nb is not installed (Colab: there is no book to build there) it only returns
-    the value; the cells print their numbers anyway.
+    text). Where myst-nb is not installed (Colab: there is no book to build there) it does nothing; the
+    cells print their numbers anyway. Returns None, so that a cell ending in glue() prints no stray value.
 
     Introduced in chapter 2.
     """
@@ -83,22 +85,21 @@ def glue(name: str, value, display: bool = True):
     try:
         from myst_nb import glue as myst_glue
     except ImportError:
-        return value
+        return
     myst_glue(name, value, display=display)
-    return value
 
 
 def quote(name: str, value):
     """Glue a value that the book's text quotes, without displaying it (the cells print their own numbers).
 
     Anything with .item() (a numpy or torch scalar, a 0-d tensor, a one-element array) becomes a plain
-    Python number first; returns the value glued.
+    Python number first. Returns None, like glue.
 
     Introduced in chapter 2.
     """
     if hasattr(value, "item"):
         value = value.item()
-    return glue(name, value, display=False)
+    glue(name, value, display=False)
 
 
 def show_frames(frames, ncols: int = 8, scale: float = 1.5, titles=None):
@@ -204,6 +205,28 @@ def repo_root() -> Path:
     return here.parent if (here.parent / "wmlib").is_dir() else here
 
 
+def shipped_weights(env: str) -> Path:
+    """The folder of the shipped, properly trained V, M and C of `env` (pretrained/ENV, with model_card.json):
+    the exhibits the chapters show. WMLIB_CARRACING_WEIGHTS or WMLIB_DOOM_WEIGHTS points elsewhere.
+
+    Raises WMError naming the fix when the folder is missing: never a silent stand-in.
+
+    Introduced in chapter 3.
+    """
+    from ..envs import check_env_name
+    from ..errors import WMError
+
+    check_env_name(env)
+    var = f"WMLIB_{env.upper()}_WEIGHTS"
+    folder = Path(os.environ[var]) if os.environ.get(var) else repo_root() / "pretrained" / env
+    missing = [f for f in ("vae.safetensors", "mdnrnn.safetensors", "controller.safetensors", "model_card.json")
+               if not (folder / f).exists()]
+    if missing:
+        raise WMError(f"the shipped {env} weights are not in {folder} (missing {', '.join(missing)}). Run the "
+                      f"chapter from book/ in a clone of the repository, or set {var} to a folder that holds them")
+    return folder
+
+
 def book_run_config(env: str, profile: str, seed: int = 0, *, name: str | None = None):
     """(RunConfig, run directory) of the run the book's chapters train for `env` on `profile` (chapter 3).
 
@@ -219,10 +242,29 @@ def book_run_config(env: str, profile: str, seed: int = 0, *, name: str | None =
     return cfg, repo_root() / "runs" / f"book-{name or env}-{profile}-{digest}"
 
 
+class _BookLog(io.TextIOBase):
+    """Where run_stage sends a stage's log: the cell's output, without the clock time that starts each line
+    of the command line's log and with paths relative to the repository (the book shows neither: both
+    change with the machine and the day)."""
+    CLOCK = re.compile(r"^\d\d:\d\d:\d\d ", re.M)
+
+    def __init__(self, out):
+        self.out, self.root = out, str(repo_root()) + os.sep
+
+    def write(self, text):
+        self.out.write(self.CLOCK.sub("", text).replace(self.root, ""))
+        return len(text)
+
+    def flush(self):
+        self.out.flush()
+
+
 def run_stage(name: str, stage, cfg, run_dir: Path, **kwargs):
-    """Run a pipeline stage the chapter's way (chapter 3): its log on stdout, no progress bars, its wall
-    time added to run_dir/timings.json under `name`. Returns what the stage returns."""
-    with timed(run_dir, name), contextlib.redirect_stderr(sys.stdout):
+    """Run a pipeline stage the chapter's way (chapter 3): its log on stdout (no clock times, paths relative
+    to the repository), no progress bars, its wall time added to run_dir/timings.json under `name`.
+    Returns what the stage returns."""
+    log = _BookLog(sys.stdout)
+    with timed(run_dir, name), contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         return stage(cfg, run_dir, progress=False, **kwargs)
 
 
