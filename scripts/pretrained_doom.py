@@ -16,8 +16,18 @@ Gaussian noise), continues M on the random episodes and every round's episodes (
 size), trains a new C in the dream (CMA-ES from scratch, pop 64 x 16) and evaluates it on 100 real
 episodes. A C that finds a flaw of M (say, that holding one direction is safe) plays real episodes that
 show M the flaw, and the next round's M no longer has it. Every stage resumes after an interrupt.
+
+`ship-round0` ships a round-0 run (the `gpu` stage; on a CPU with --device cpu --workers 2 --m-batch 32
+--m-seq 250 and later deadlines) as pretrained/doom/round0 (`recipes.ship_doom_round0`): its M and C in fp16
+without V (every round shares pretrained/doom's), and a card with C's survival in the real game, in its own
+dream and in the dream of pretrained/doom's M, and the direction it holds. Chapter 9 shows it.
+
+    python scripts/pretrained_doom.py gpu --run-dir runs/doom-round0 --device cpu --workers 2 --m-batch 32 \
+        --m-seq 250 --collect-until 720 --m-until 2040 --seconds 3040
+    python scripts/pretrained_doom.py ship-round0 --run-dir runs/doom-round0 --out pretrained/doom/round0
 """
 import argparse
+import sys
 from pathlib import Path
 
 from wmlib.run import recipes
@@ -39,6 +49,20 @@ def iterate(args):
                                popsize=args.popsize, rollouts=args.rollouts, eval_episodes=args.eval_episodes)
     recipes.iterate_doom(cfg, args.run_dir, args.src, shipped_v=SHIPPED_V, first_round=args.first_round,
                          check_episodes=args.check_episodes, device=args.device)
+
+
+def cpu_round0(args):
+    cfg = recipes.doom_round0_cpu(args.workers, args.m_batch, args.m_seq, popsize=args.popsize,
+                                  rollouts=args.rollouts)
+    recipes.round0_cpu(cfg, args.run_dir, m_seconds=args.m_seconds, c_seconds=args.c_seconds, device=args.device)
+
+
+def ship_round0(args):
+    command = args.command_line or "python scripts/pretrained_doom.py " + " ".join(sys.argv[1:])
+    card = recipes.ship_doom_round0(args.run_dir, args.out, shipped=SHIPPED_V, command=command,
+                                    episodes=args.episodes, dream_episodes=args.dream_episodes,
+                                    workers=args.workers, note=args.note)
+    print(card["survival"], card["actions"])
 
 
 def add_shared(p, run_dir: str, workers: int, device, m_batch: int, m_seq: int):
@@ -74,8 +98,22 @@ def main():
     i.add_argument("--popsize", type=int, default=64)
     i.add_argument("--rollouts", type=int, default=16)
     i.add_argument("--random-episodes", type=int, default=1500)
+    c = sub.add_parser("cpu-round0", help="go on with a round-0 run on a busy CPU: M, then CMA-ES, within budgets")
+    add_shared(c, "runs/doom-round0", workers=2, device="cpu", m_batch=16, m_seq=250)
+    c.add_argument("--m-seconds", type=float, default=1500, help="M's training, from this command's start")
+    c.add_argument("--c-seconds", type=float, default=600, help="CMA-ES in the dream, after M")
+    c.add_argument("--popsize", type=int, default=16)
+    c.add_argument("--rollouts", type=int, default=4)
+    s = sub.add_parser("ship-round0", help="a round-0 run as pretrained/doom/round0: M and C (fp16), card")
+    s.add_argument("--run-dir", type=Path, required=True, help="the gpu stage's run")
+    s.add_argument("--out", type=Path, default=SHIPPED_V / "round0")
+    s.add_argument("--episodes", type=int, default=100, help="real episodes of the score")
+    s.add_argument("--dream-episodes", type=int, default=100)
+    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--note", default="", help="added to the card's 'what'")
+    s.add_argument("--command-line", default=None, help="the commands that trained the run, for the card")
     args = ap.parse_args()
-    gpu(args) if args.stage == "gpu" else iterate(args)
+    {"gpu": gpu, "iterate": iterate, "cpu-round0": cpu_round0, "ship-round0": ship_round0}[args.stage](args)
 
 
 if __name__ == "__main__":

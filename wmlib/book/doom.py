@@ -61,7 +61,7 @@ STAND_IN_NOTE = (
     "trained for a moment on the smoke profile (in `runs/book-doom-smoke`). Everything below runs, but "
     "the numbers describe these stand-ins, not a trained agent. Set `WMLIB_DOOM_WEIGHTS` to a trained "
     "run (or use a clone of the repository, which ships `pretrained/doom`) to see the real thing.")
-SHIPPED_RESULTS = ("model_card.json", "dream_check.json", "tau_sweep.json", "tau_controllers")
+SHIPPED_RESULTS = ("model_card.json", "dream_check.json", "tau_sweep.json", "tau_controllers", "round0")
 
 
 def open_weights(profile: str) -> tuple[Path, str, Path]:
@@ -78,12 +78,21 @@ def open_weights(profile: str) -> tuple[Path, str, Path]:
     weights, source = doom_weights(root)
     quote("stand_in", source == "stand-in")
     quote("weights_source", source)
-    print(f"weights: {weights} ({source})")
+    print(f"weights: {shown_path(weights, root)} ({source})")
     print("shipped results:", {name: (weights / name).exists() for name in SHIPPED_RESULTS})
     if source == "stand-in":
         display(Markdown(STAND_IN_NOTE))
     # Results the chapter computes itself (when the weights do not ship them), per profile and per V and M
     return weights, source, live_dir(root, weights, profile)
+
+
+def shown_path(path: Path, root: Path) -> str:
+    """`path` as a chapter prints it: relative to the repository root when inside it (no build machine's
+    folders in a chapter's output), else as it is (a folder the reader named)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path)
 
 
 def live_dir(root: Path, weights: Path, profile: str) -> Path:
@@ -144,14 +153,15 @@ def fireball_pixels(frames) -> np.ndarray:
 
 
 def play_real(env, agent, seed: int, max_steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One real episode of `agent` (a wmlib.agent.Agent) in `env`: the frames it saw (T + 1, 64, 64, 3),
-    the first one included, and its actions (T,). max_steps (None: no limit) ends it early.
+    """One real episode of `agent` (a wmlib.agent.Agent) in `env`: the T frames it acted on (T, 64, 64, 3),
+    one per action, and its actions (T,). The game's observation after the last action is left out: after
+    a death ViZDoom returns a black screen, which nobody saw. max_steps (None: no limit) ends it early.
 
     Introduced in chapter 8.
     """
     agent.reset(1, seed)
     ep = play_episode(env, lambda frame: agent.act(frame[None])[0], seed, max_steps or None, keep_frames=True)
-    return ep["obs"], ep["action"][:, 0].astype(np.float64)
+    return ep["obs"][:-1], ep["action"][:, 0].astype(np.float64)
 
 
 def c_policy(controller):
@@ -183,3 +193,83 @@ def play_dream(env, policy, seed: int, keep_frames: int):
         if terminated or truncated:
             frames = dream.model.decode(torch.cat(codes[:keep_frames]))
             return frames, np.array(p_done), np.array(actions), terminated
+
+
+# Rounds of the iterative procedure (chapter 9): pretrained/doom/roundK holds round K's M, C and first frames;
+# every round shares V with pretrained/doom, so the round's folder ships no V of its own.
+
+_ROUND_FILES = ("mdnrnn.safetensors", "mdnrnn.json", "controller.safetensors", "controller.json", "initial_z.npz")
+
+
+def round_weights(weights: Path, name: str, live: Path) -> Path | None:
+    """A weights folder for round `name` of the iterative procedure behind `weights` (e.g. "round0" of
+    pretrained/doom): V of `weights` with the M, C and first frames of weights/name, linked (or, where
+    links fail, copied) into live/name-weights, so that load_agent and DreamModel read it like any weights
+    folder. A round folder that holds its own V is returned as it is; None when weights/name has no M and C.
+
+    Introduced in chapter 9.
+    """
+    import shutil
+
+    src = Path(weights) / name
+    if not all((src / f).exists() for f in _ROUND_FILES):
+        return None
+    if (src / "vae.safetensors").exists():
+        return src
+    out = Path(live) / f"{name}-weights"
+    out.mkdir(parents=True, exist_ok=True)
+    pairs = [(Path(weights) / f, out / f) for f in ("vae.safetensors", "vae.json")]
+    pairs += [(src / f, out / f) for f in _ROUND_FILES + ("model_card.json",) if (src / f).exists()]
+    for source, link in pairs:  # made again every time: the links follow the files they name
+        link.unlink(missing_ok=True)
+        try:
+            link.symlink_to(source.resolve())
+        except OSError:
+            shutil.copy2(source, link)
+    return out
+
+
+@torch.no_grad()
+def controller_in_dream(model, controller, n: int, *, dream, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n dream episodes of `controller` (a wmlib Controller that reads model's observation), one batch:
+    the steps each survived (n,) and every action it took while alive, all episodes together (1-D).
+
+    Introduced in chapter 9.
+    """
+    from ..dream import play_batch
+
+    taken = []
+
+    def act(obs, alive):
+        a = controller(obs)
+        taken.append(a[:, 0].cpu().numpy())
+        return a
+    gen = torch.Generator(device=model.device).manual_seed(seed)
+    steps = play_batch(model, act, n, dream=dream, generator=gen).cpu().numpy()
+    return steps, np.concatenate(taken)
+
+
+@torch.no_grad()
+def dream_along(model, first_frame, actions, n: int, *, dream, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+    """n dreams of M along a recorded episode, one batch: each starts from a code of the episode's first real
+    frame (drawn from V's posterior) and takes the episode's recorded actions, whatever M dreams. model: a
+    DreamModel made with load_vae=True. Returns the codes (n, T + 1, z_size) and p(done) (n, T); a dream goes
+    on after p(done) first passes 0.5, so that it can be compared with the episode step by step.
+
+    Introduced in chapter 9.
+    """
+    from ..vae import ConvVAE, frames_to_tensor
+
+    gen = torch.Generator(device=model.device).manual_seed(seed)
+    mu, logvar = model.vae.encode(frames_to_tensor(np.asarray(first_frame)[None], model.device))
+    z = ConvVAE.sample(mu.expand(n, -1), logvar.expand(n, -1), gen)
+    state = model.mdnrnn.initial_state(n, model.device)
+    restart = torch.ones(n, device=model.device)
+    codes, p_done = [z], []
+    for a in np.asarray(actions, dtype=np.float32):
+        action = torch.full((n, model.action_size), float(a), device=model.device)
+        z, state, _, p = model.step(z, action, restart, state, dream=dream, generator=gen)
+        restart = torch.zeros_like(restart)
+        codes.append(z)
+        p_done.append(p)
+    return torch.stack(codes, 1), torch.stack(p_done, 1).cpu().numpy()

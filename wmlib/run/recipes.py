@@ -4,6 +4,7 @@
     pretrained/carracing           carracing_v1           train_carracing_v1            pretrained_carracing.py
     pretrained/carracing/ablation  carracing_ablation     ablation_carracing            ablation_carracing.py
     pretrained/doom                doom_gpu, doom_iterate train_doom_gpu, iterate_doom  pretrained_doom.py
+    pretrained/doom/round0         doom_gpu (on a CPU)    train_doom_gpu, ship_doom_round0  pretrained_doom.py
 
 Each setting is spelled out in full, with the paper's models, rather than as edits of a profile: a profile
 may be resized for the book, the settings that made the shipped weights may not. The artefact's model card
@@ -11,6 +12,7 @@ may be resized for the book, the settings that made the shipped weights may not.
 the command line and call these, passing the paths (where the shipped weights are).
 """
 import shutil
+import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -295,10 +297,14 @@ def dream_side(run_dir: Path, cfg: RunConfig, device, taus=(1.0, 1.15), episodes
 
 def collect_until(cfg: RunConfig, run_dir: Path, clock: Clock, deadline: float) -> int:
     """Held-random episodes on every worker until `deadline`, in chunks of at most 40 s, so that the deadline
-    holds whatever the machine's speed. Returns the number of episodes."""
+    holds whatever the machine's speed. A rerun goes on after the episodes already there (the first chunk's
+    rate would otherwise be that of reading them back). Returns the number of episodes."""
+    from ..episodes import episode_path
     c = cfg.collect
     with open_executor(None, c.workers) as ex:  # one pool for every chunk
         n, step = 0, 4 * c.workers
+        while episode_path(run_dir / "episodes", n).exists():
+            n += 1
         while True:
             t = time.monotonic()
             n += step
@@ -331,7 +337,9 @@ def train_m_until(cfg: RunConfig, run_dir: Path, packed: Path, device, clock: Cl
 
 def cmaes_until(cfg: RunConfig, run_dir: Path, device, clock: Clock, deadline: float) -> int:
     """CMA-ES in the dream for as many generations as fit before `deadline`. Returns the generations."""
-    gens, per_gen = 0, None
+    log = run_dir / "cmaes" / "log.jsonl"  # a rerun goes on after the generations already there
+    gens = len(log.read_text().splitlines()) if log.exists() else 0
+    per_gen = None
     while per_gen is None or clock.elapsed() + per_gen < deadline:
         t = time.monotonic()
         target = gens + 1 if per_gen is None else \
@@ -364,6 +372,135 @@ def train_doom_gpu(cfg: RunConfig, run_dir: Path, *, shipped_v: Path, seconds: f
     summary["real"] = [res["mean"], res["std"]]
     clock.log(f"real game: {res['mean']:.1f} +- {res['std']:.1f} over {cfg.eval_episodes} episodes")
     write_json(run_dir / "gpu_summary.json", summary)
+    return summary
+
+
+def held_shares(actions) -> dict:
+    """Shares of the actions that step left, stand still and step right (the game's thresholds, +-1/3)."""
+    a = np.asarray(actions, dtype=np.float64).reshape(-1)
+    return {"left": float((a < -1 / 3).mean()), "stay": float((np.abs(a) <= 1 / 3).mean()),
+            "right": float((a > 1 / 3).mean())}
+
+
+@torch.no_grad()
+def c_in_dream(weights: Path, controller, episodes: int, dream: DreamConfig, device, seed: int):
+    """`controller` in the dream of the M in `weights`, `episodes` episodes in one batch: (steps (n,), actions)."""
+    from ..dream import DreamModel, play_batch
+    model, taken = DreamModel(weights, "doom", device), []
+
+    def act(obs, alive):
+        a = controller(obs)
+        taken.append(a[:, 0].cpu().numpy())
+        return a
+    steps = play_batch(model, act, episodes, dream=dream, generator=torch.Generator(device=device).manual_seed(seed))
+    return steps.cpu().numpy(), np.concatenate(taken)
+
+
+def ship_doom_round0(run_dir: Path, out: Path, *, shipped: Path, command: str, episodes: int = 100,
+                     dream_episodes: int = 100, watched: int = 10, workers: int = 2, note: str = "") -> dict:
+    """pretrained/doom/round0: the M and C of a round-0 run (train_doom_gpu) in fp16, with their first frames
+    and a model card, but not V: every round shares pretrained/doom's V (`shipped`), which the run used, so
+    the folder ships none (wmlib.book.round_weights puts them together). The card records C's survival in the
+    real game (`episodes`, the stored fp16 weights), in its own dream and in the dream of `shipped`'s M
+    (`dream_episodes` each, tau 1.15), and the share of its actions that step left, stand still or step right
+    in both dreams and in `watched` real episodes."""
+    from ..agent import load_agent
+    from ..collect import play_episode
+    from ..controller import Controller, ControllerConfig
+    from ..envs import make_env
+    from ..rollout import eval_seed
+    from .export import export
+    run_dir, out, shipped = Path(run_dir), Path(out), Path(shipped)
+    work = out.with_name(out.name + ".export")
+    shutil.rmtree(work, ignore_errors=True)
+    card = export(run_dir, work, "doom", episodes=episodes, seed=0, command=command, workers=workers,
+                  progress=False)
+    run_v = load_model(ConvVAE, VAEConfig, work, "vae", "doom")[0].state_dict()
+    ship_v = load_model(ConvVAE, VAEConfig, shipped, "vae", "doom")[0].state_dict()
+    if any(not torch.equal(run_v[k], ship_v[k]) for k in ship_v):
+        raise WMError(f"{run_dir}'s V is not {shipped}'s: a round folder without V needs the shipped one")
+    dev = torch.device("cpu")
+    c = load_model(Controller, ControllerConfig, work, "controller", "doom", dev)[0]
+    own, own_actions = c_in_dream(work, c, dream_episodes, DOOM_DREAM, dev, seed=eval_seed(1, 0))
+    later, later_actions = c_in_dream(shipped, c, dream_episodes, DOOM_DREAM, dev, seed=eval_seed(1, 0))
+    agent, env, real_actions = load_agent(work, "doom", device=dev), make_env("doom"), []
+    for i in range(watched):
+        agent.reset(1, eval_seed(0, i))
+        ep = play_episode(env, lambda frame: agent.act(frame[None])[0], eval_seed(0, i))
+        real_actions.append(ep["action"][:, 0])
+    env.close()
+    summary = {name: read_json(run_dir / f"{name}_summary.json") for name in ("gpu", "cpu")
+               if (run_dir / f"{name}_summary.json").exists()}
+    real = card["score"]
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                           cwd=Path(__file__).resolve().parent).stdout.strip()
+    if card.get("commit") and dirty:
+        card["commit"] += " with uncommitted changes"
+    card.update({
+        "what": "round 0 of pretrained/doom's iterative procedure (scripts/pretrained_doom.py gpu), trained again: "
+                "M on held-random episodes only, C by CMA-ES in M's dream. V is pretrained/doom's (the same for "
+                "every round), so this folder holds M, C and initial_z.npz only" + (f". {note}" if note else ""),
+        "run": summary,
+        "score_note": f"{episodes} real episodes (seed 0) with the stored fp16 weights and {shipped.parent.name}/"
+                      f"{shipped.name}'s V, measured by `python -m wmlib export` before V was left out of the folder",
+        "survival": {
+            "real": {"mean": real["mean"], "std": real["std"], "episodes": real["episodes"]},
+            "own_dream": {"mean": float(own.mean()), "std": float(own.std()), "episodes": dream_episodes,
+                          "tau": DOOM_DREAM.tau, "max_steps": DOOM_DREAM.max_steps},
+            "shipped_m_dream": {"mean": float(later.mean()), "std": float(later.std()), "episodes": dream_episodes,
+                                "tau": DOOM_DREAM.tau, "max_steps": DOOM_DREAM.max_steps,
+                                "m": f"{shipped.parent.name}/{shipped.name}'s M (round 2)"},
+            "own_dream_over_real": float(own.mean() / real["mean"]),
+        },
+        "actions": {"own_dream": held_shares(own_actions), "shipped_m_dream": held_shares(later_actions),
+                    "real": held_shares(np.concatenate(real_actions)), "real_episodes_watched": watched,
+                    "thresholds": "left below -1/3, right above 1/3, in between standing still"},
+    })
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("mdnrnn.safetensors", "mdnrnn.json", "controller.safetensors", "controller.json", "initial_z.npz"):
+        shutil.copy2(work / name, out / name)
+    write_json(out / "model_card.json", card)
+    shutil.rmtree(work)
+    return card
+
+
+def doom_round0_cpu(workers: int = 2, m_batch: int = 16, m_seq: int = 250, *, popsize: int = 16,
+                    rollouts: int = 4) -> RunConfig:
+    """pretrained/doom/round0 (its model_card.json): round 0 again on a busy 2-core CPU, after the `gpu` stage's
+    collection and encoding (run there with --device cpu): M trained on in batches of m_batch x m_seq (lr 1e-3
+    decaying towards 1e-4 over about 600 steps), CMA-ES in the dream at pop popsize x rollouts (the paper's 64 x
+    16 costs minutes per generation on such a CPU). Steps and generations are what fit round0_cpu's budgets."""
+    cfg = doom_gpu(workers, m_batch, m_seq)
+    return replace(cfg, mdnrnn_train=replace(cfg.mdnrnn_train, steps=0, lr_decay=0.05 ** (1 / 600)),
+                   cmaes=replace(cfg.cmaes, popsize=popsize, rollouts=rollouts, generations=0))
+
+
+def round0_cpu(cfg: RunConfig, run_dir: Path, *, m_seconds: float, c_seconds: float, device=None) -> dict:
+    """Go on with a round-0 run (`gpu` on a CPU, stopped or finished): M trained on in chunks of 10 steps for
+    m_seconds, then CMA-ES in the dream for c_seconds. Each part resumes. Writes RUN_DIR/cpu_summary.json (its
+    numbers count every attempt) and returns it."""
+    clock, run_dir, dev = Clock(), Path(run_dir), pick_device(device)
+    path = run_dir / "cpu_summary.json"
+    summary = read_json(path) if path.exists() else {"m_seconds": 0.0, "c_seconds": 0.0}
+    packed = encode(run_dir, dev, loaders=cfg.collect.workers)  # the episodes not yet encoded, if any
+    summary["episodes"] = len(list((run_dir / "episodes").glob("ep_*.npz")))
+    summary["frames"] = int(np.load(packed / "lengths.npy").sum())
+    meta = run_dir / "mdnrnn.json"
+    steps = read_json(meta)["steps"] if meta.exists() else 0
+    while clock.elapsed() < m_seconds:
+        steps += 10
+        train_mdnrnn(packed, run_dir, cfg.env, config=cfg.mdnrnn, train=replace(cfg.mdnrnn_train, steps=steps),
+                     seed=cfg.seed, device=dev, progress=False, log=clock.log)
+    m_done = clock.elapsed()
+    summary["m_seconds"] = round(summary["m_seconds"] + m_done)
+    summary["mdnrnn"] = {"steps": read_json(meta)["steps"], "batch": cfg.mdnrnn_train.batch_size,
+                         "seq_len": cfg.mdnrnn_train.seq_len}
+    clock.log(f"M at step {summary['mdnrnn']['steps']}")
+    summary["cmaes_generations"] = cmaes_until(cfg, run_dir, dev, clock, m_done + c_seconds)
+    summary["c_seconds"] = round(summary["c_seconds"] + clock.elapsed() - m_done)
+    summary["cmaes"] = {"popsize": cfg.cmaes.popsize, "rollouts": cfg.cmaes.rollouts, "tau": cfg.dream.tau}
+    clock.log(f"CMA-ES: {summary['cmaes_generations']} generations")
+    write_json(path, summary)
     return summary
 
 
