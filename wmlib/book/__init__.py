@@ -3,8 +3,8 @@
 - set-up and sizes: setup (the profile and device), the sizes of each chapter and of the run it trains;
 - glue: glue and quote (values the text quotes);
 - pictures: show_frames, video, png, mosaic, side_by_side;
-- the chapters' shared helpers: run_stage, encode and decode with V, and what the Doom chapters 8 and 9
-  share (doom.py);
+- the chapters' shared helpers: run_stage, encode and decode with V, what the CarRacing chapters 3 and 5
+  share (carracing.py), and what the Doom chapters 8 and 9 share (doom.py);
 - the stages and studies the chapters drive (wmlib.run.pipeline, wmlib.studies), re-exported here;
 - the library's details that chapters open up to look inside (loss pieces, seeds, series, worker pools):
   not part of the data path's API, but named here so that no chapter reaches into a module.
@@ -28,23 +28,26 @@ from ..studies.dreamcheck import BatchPolicy, dream_check, dream_check_markdown,
 from ..studies.tausweep import sweep_markdown, tau_dir
 from ..train_mdnrnn import mdnrnn_loss, sample_windows
 from ..vae import VAEOutput, kl_divergence
-from .doom import (c_policy, fireball_mask, fireball_pixels, live_sweep, open_weights, play_dream, play_real,
-                   sweep_dir)
+from .carracing import HELDOUT_SEED, carracing_heldout, road_bend, road_mask
+from .doom import (c_policy, controller_in_dream, dream_along, fireball_mask, fireball_pixels, live_sweep,
+                   open_weights, play_dream, play_real, round_weights, sweep_dir)
 from .figures import mosaic, png, side_by_side
 from .notebook import (book_run_config, decode, encode, glue, on_colab, quote, repo_root, run_stage, setup,
-                       show_frames, video, video_bytes)
+                       shipped_weights, show_frames, video, video_bytes)
 
 __all__ = [
     # set-up and sizes
     "setup", "on_colab", "PROFILES", "CHAPTER_SIZES", "chapter_sizes", "book_run_config", "repo_root",
+    "shipped_weights",
     # glue
     "glue", "quote",
     # pictures
     "show_frames", "video", "video_bytes", "png", "mosaic", "side_by_side",
     # the chapters' shared helpers
     "run_stage", "encode", "decode",
+    "carracing_heldout", "road_mask", "road_bend", "HELDOUT_SEED",
     "open_weights", "live_sweep", "sweep_dir", "fireball_mask", "fireball_pixels", "play_real", "play_dream",
-    "c_policy",
+    "c_policy", "round_weights", "controller_in_dream", "dream_along",
     # stages and studies the chapters drive
     "open_run", "timed", "stage_collect", "stage_vae", "stage_series", "stage_mdnrnn", "stage_controller",
     "stage_iterate", "IterateConfig", "param_counts",

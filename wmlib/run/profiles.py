@@ -214,11 +214,17 @@ CHAPTER_SIZES = {
         "gpu": dict(n_train=50_000, n_test=5000, epochs=30, ex_epochs=10),
         "paper": dict(n_train=50_000, n_test=5000, epochs=30, ex_epochs=10),
     },
-    "v_carracing": {  # episodes for the data's statistics, held-out and brownian episodes, frames in the grid
-        "smoke": dict(stats_episodes=4, heldout=1, grid_frames=8, brownian=1),
-        "default": dict(stats_episodes=32, heldout=2, grid_frames=16, brownian=2),
-        "gpu": dict(stats_episodes=100, heldout=4, grid_frames=16, brownian=2),
-        "paper": dict(stats_episodes=200, heldout=8, grid_frames=16, brownian=4),
+    "v_carracing": {  # episodes for the data's statistics, frames in the grid, brownian episodes (exercise 4);
+        # held-out episodes (shared with chapter 5, wmlib.book.carracing): `heldout` of the run's data policy,
+        # `agent_heldout` of the shipped agent (at most `agent_steps` steps, `agent_noise` on its actions)
+        "smoke": dict(stats_episodes=4, heldout=1, grid_frames=8, brownian=1, agent_heldout=1, agent_steps=110,
+                      agent_noise=0.1),
+        "default": dict(stats_episodes=32, heldout=2, grid_frames=16, brownian=2, agent_heldout=2, agent_steps=500,
+                        agent_noise=0.1),
+        "gpu": dict(stats_episodes=100, heldout=4, grid_frames=16, brownian=2, agent_heldout=4, agent_steps=1000,
+                    agent_noise=0.1),
+        "paper": dict(stats_episodes=200, heldout=8, grid_frames=16, brownian=4, agent_heldout=8, agent_steps=1000,
+                      agent_noise=0.1),
     },
     "mixture_density_networks": {  # points, hidden units, mixture components, Adam steps on batches of `batch`;
         # draws per sampling check, temperatures in the sweep
@@ -231,11 +237,13 @@ CHAPTER_SIZES = {
         "paper": dict(n_train=5000, n_test=5000, hidden=64, mixtures=5, steps=10000, batch=256, lr=1e-2,
                       check_draws=50_000, sweep_taus=40),
     },
-    "m_carracing": {  # held-out episodes, dream length, dreams per temperature, frames for V's statistics
-        "smoke": dict(heldout=1, dream_steps=60, dreams_per_tau=4, stats_frames=10_000),
-        "default": dict(heldout=2, dream_steps=250, dreams_per_tau=16, stats_frames=100_000),
-        "gpu": dict(heldout=4, dream_steps=500, dreams_per_tau=32, stats_frames=200_000),
-        "paper": dict(heldout=8, dream_steps=500, dreams_per_tau=64, stats_frames=500_000),
+    "m_carracing": {  # dreams: `starts` real frames per held-out agent episode (M reads the real steps before
+        # each), `dreams` per start and temperature, `dream_steps` long, decoded every `every` steps for the
+        # road measure; frames of the reader's own series for V's statistics
+        "smoke": dict(starts=1, dreams=4, dream_steps=40, every=5, stats_frames=10_000),
+        "default": dict(starts=2, dreams=4, dream_steps=200, every=5, stats_frames=100_000),
+        "gpu": dict(starts=4, dreams=4, dream_steps=400, every=5, stats_frames=200_000),
+        "paper": dict(starts=4, dreams=8, dream_steps=500, every=5, stats_frames=500_000),
     },
     "cma_es": {  # seeds and animation frames of the 2-D runs; the toy driving task; the exercises
         "smoke": dict(seeds=2, frames=10, toy_pop=8, toy_rollouts=2, toy_gens=5, toy_eval=32, ex_dim=4, ex_evals=3_000),
@@ -246,31 +254,43 @@ CHAPTER_SIZES = {
         "paper": dict(seeds=30, frames=24, toy_pop=64, toy_rollouts=16, toy_gens=40, toy_eval=512, ex_dim=10,
                       ex_evals=200_000),
     },
-    "c_carracing": {  # steps in the video; the exercises' CMA-ES; `cmaes` changes the run's CMA-ES budget
-        "smoke": dict(video_steps=20, cmaes={}, ex_pop=4, ex_gens=1, ex_steps=20),
-        "default": dict(video_steps=200, cmaes={}, ex_pop=4, ex_gens=1, ex_steps=100),
-        "gpu": dict(video_steps=500, cmaes={}, ex_pop=8, ex_gens=2, ex_steps=500),
+    "c_carracing": {  # tracks: fresh tracks the shipped C (and the zero controller, and your C) is scored on, each
+        # cut at track_steps (None: the game's 1,000); video_steps: the shipped C's video; cmaes: your own C's CMA-ES
+        # (the run's `cmaes` section changed by these); ex_*: the exercises' CMA-ES and episode length
+        "smoke": dict(tracks=1, track_steps=50, video_steps=40, cmaes={}, ex_pop=4, ex_gens=1, ex_steps=20),
+        "default": dict(tracks=4, track_steps=None, video_steps=600,
+                        cmaes=dict(generations=6, max_steps=300, stall_steps=50), ex_pop=4, ex_gens=1, ex_steps=200),
+        "gpu": dict(tracks=16, track_steps=None, video_steps=800, cmaes={}, ex_pop=8, ex_gens=2, ex_steps=500),
         # the paper's population and rollouts for 25 of its 1,800 generations (hours on a many-core machine;
-        # a later run with more generations continues this one), scored here rather than every 25
-        "paper": dict(video_steps=500, cmaes=dict(generations=25, eval_every=0), ex_pop=16, ex_gens=4,
-                      ex_steps=1000),
+        # a later run with more generations continues this one)
+        "paper": dict(tracks=100, track_steps=None, video_steps=800, cmaes=dict(generations=25, eval_every=0),
+                      ex_pop=16, ex_gens=4, ex_steps=1000),
     },
     "doom_dream": {  # data: real episodes of the data policy; check: episodes per policy; real: agent episodes;
-        # max_steps: where dream episodes end (the game's limit is 2,100; default halves it for a CPU)
-        "smoke": dict(data=1, check=4, real=2, max_steps=100, real_max_steps=100, video_steps=60),
-        "default": dict(data=4, check=6, real=4, max_steps=1000, real_max_steps=None, video_steps=500),
-        "gpu": dict(data=8, check=20, real=16, max_steps=2100, real_max_steps=None, video_steps=1000),
-        "paper": dict(data=32, check=100, real=100, max_steps=2100, real_max_steps=None, video_steps=2100),
+        # max_steps: where dream episodes end (the game's limit is 2,100; default halves it for a CPU);
+        # cold_check: dream episodes per fixed policy in the cold dream (the tau table's explanation)
+        "smoke": dict(data=1, check=4, real=2, max_steps=100, real_max_steps=100, video_steps=60, cold_check=8),
+        "default": dict(data=4, check=6, real=4, max_steps=1000, real_max_steps=None, video_steps=500, cold_check=32),
+        "gpu": dict(data=8, check=20, real=16, max_steps=2100, real_max_steps=None, video_steps=1000, cold_check=100),
+        "paper": dict(data=32, check=100, real=100, max_steps=2100, real_max_steps=None, video_steps=2100,
+                      cold_check=100),
     },
-    "cheating": {  # dreams: batch of dreams per temperature, watched for dream_steps steps; real: agent episodes
+    "cheating": {  # dreams: batch of dreams per temperature, watched for dream_steps steps; real: agent episodes;
+        # r0_dreams, r0_real: dream (one batch) and real episodes of round 0's C; along: dreams that follow one
+        # recorded episode; r0_max_steps: where those dreams end (None: the game's 2,100; smoke cuts them short);
+        # r2_real: real episodes of the final C (its model card has 100)
         "smoke": dict(dreams=4, dream_steps=40, data=1, score=4, real=2, max_steps=100, real_max_steps=100,
-                      video_steps=40, taus=[0.1, 1.15]),
-        "default": dict(dreams=8, dream_steps=200, data=4, score=12, real=4, max_steps=1000, real_max_steps=None,
-                        video_steps=400, taus=TAUS),
+                      video_steps=40, taus=[0.1, 1.15], r0_dreams=8, r0_real=1, along=2,
+                      r0_max_steps=600, r2_real=1),
+        "default": dict(dreams=8, dream_steps=150, data=4, score=12, real=4, max_steps=1000, real_max_steps=None,
+                        video_steps=400, taus=TAUS, r0_dreams=24, r0_real=6, along=6, r0_max_steps=None,
+                        r2_real=2),
         "gpu": dict(dreams=16, dream_steps=500, data=8, score=32, real=16, max_steps=2100, real_max_steps=None,
-                    video_steps=1000, taus=TAUS),
+                    video_steps=1000, taus=TAUS, r0_dreams=100, r0_real=16, along=16,
+                    r0_max_steps=None, r2_real=16),
         "paper": dict(dreams=64, dream_steps=1000, data=16, score=100, real=100, max_steps=2100,
-                      real_max_steps=None, video_steps=2100, taus=TAUS),
+                      real_max_steps=None, video_steps=2100, taus=TAUS, r0_dreams=100, r0_real=100, along=16,
+                      r0_max_steps=None, r2_real=100),
     },
     "doom_sweep": {  # CMA-ES candidates x rollouts for `generations`, each C scored over `episodes` episodes
         "smoke": dict(popsize=4, rollouts=2, generations=2, episodes=1, taus=[0.1, 1.15]),
