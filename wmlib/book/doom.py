@@ -27,6 +27,7 @@ from ..collect import play_episode
 from ..dream import DreamConfig
 from ..run.pipeline import open_run, stage_collect, stage_controller, stage_mdnrnn, stage_vae
 from ..run.profiles import RunConfig, get_config
+from ..studies.dreamcheck import controller_in_dream  # noqa: F401  (re-exported for chapter 9)
 from ..studies.tausweep import tau_sweep
 from .notebook import quote, repo_root
 
@@ -227,26 +228,6 @@ def round_weights(weights: Path, name: str, live: Path) -> Path | None:
         except OSError:
             shutil.copy2(source, link)
     return out
-
-
-@torch.no_grad()
-def controller_in_dream(model, controller, n: int, *, dream, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """n dream episodes of `controller` (a wmlib Controller that reads model's observation), one batch:
-    the steps each survived (n,) and every action it took while alive, all episodes together (1-D).
-
-    Introduced in chapter 9.
-    """
-    from ..dream import play_batch
-
-    taken = []
-
-    def act(obs, alive):
-        a = controller(obs)
-        taken.append(a[:, 0].cpu().numpy())
-        return a
-    gen = torch.Generator(device=model.device).manual_seed(seed)
-    steps = play_batch(model, act, n, dream=dream, generator=gen).cpu().numpy()
-    return steps, np.concatenate(taken)
 
 
 @torch.no_grad()

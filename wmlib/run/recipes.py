@@ -382,18 +382,11 @@ def held_shares(actions) -> dict:
             "right": float((a > 1 / 3).mean())}
 
 
-@torch.no_grad()
 def c_in_dream(weights: Path, controller, episodes: int, dream: DreamConfig, device, seed: int):
     """`controller` in the dream of the M in `weights`, `episodes` episodes in one batch: (steps (n,), actions)."""
-    from ..dream import DreamModel, play_batch
-    model, taken = DreamModel(weights, "doom", device), []
-
-    def act(obs, alive):
-        a = controller(obs)
-        taken.append(a[:, 0].cpu().numpy())
-        return a
-    steps = play_batch(model, act, episodes, dream=dream, generator=torch.Generator(device=device).manual_seed(seed))
-    return steps.cpu().numpy(), np.concatenate(taken)
+    from ..dream import DreamModel
+    from ..studies.dreamcheck import controller_in_dream
+    return controller_in_dream(DreamModel(weights, "doom", device), controller, episodes, dream=dream, seed=seed)
 
 
 def ship_doom_round0(run_dir: Path, out: Path, *, shipped: Path, command: str, episodes: int = 100,

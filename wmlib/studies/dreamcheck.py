@@ -115,3 +115,21 @@ def dream_check_markdown(res: dict) -> str:
         lines.append(f"| {name} | {r['dream_mean']:.0f} ± {r['dream_std']:.0f} | {real} | "
                      f"{100 * r['dream_capped']:.0f}% |")
     return "\n".join(lines)
+
+
+@torch.no_grad()
+def controller_in_dream(model, controller, n: int, *, dream, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n dream episodes of `controller` (a wmlib Controller that reads model's observation), one batch:
+    the steps each survived (n,) and every action it took while alive, all episodes together (1-D).
+
+    Introduced in chapter 9.
+    """
+    taken = []
+
+    def act(obs, alive):
+        a = controller(obs)
+        taken.append(a[:, 0].cpu().numpy())
+        return a
+    gen = torch.Generator(device=model.device).manual_seed(seed)
+    steps = play_batch(model, act, n, dream=dream, generator=gen).cpu().numpy()
+    return steps, np.concatenate(taken)
