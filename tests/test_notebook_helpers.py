@@ -144,22 +144,27 @@ def test_live_dir_depends_only_on_the_weight_files(tmp_path):
     assert live_dir(tmp_path, weights(tmp_path / "c", vae=b"V2"), "smoke") != live
 
 
-def test_open_weights_finds_the_root_and_says_where_the_weights_come_from(tmp_path, monkeypatch, capsys, glued):
+def test_open_weights_finds_the_root_and_says_where_the_weights_come_from(tmp_path, monkeypatch, capsys):
     from wmlib.book.doom import live_dir, open_weights
+    from wmlib.errors import WMError
 
     weights = tmp_path / "mine"
     weights.mkdir()
-    for name in ("mdnrnn.safetensors", "vae.safetensors", "tau_sweep.json"):
+    for name in ("mdnrnn.safetensors", "vae.safetensors", "controller.safetensors", "model_card.json",
+                 "tau_sweep.json"):
         (weights / name).write_bytes(name.encode())
     (tmp_path / "repo" / "wmlib").mkdir(parents=True)
     (tmp_path / "repo" / "book").mkdir()
     monkeypatch.chdir(tmp_path / "repo" / "book")  # a chapter runs in book/: the root is its parent
     monkeypatch.setenv("WMLIB_DOOM_WEIGHTS", str(weights))
-    assert open_weights("smoke") == (weights, "WMLIB_DOOM_WEIGHTS", live_dir(tmp_path / "repo", weights, "smoke"))
+    assert open_weights("smoke") == (weights, live_dir(tmp_path / "repo", weights, "smoke"))
     out = capsys.readouterr().out
-    assert f"weights: {weights} (WMLIB_DOOM_WEIGHTS)" in out
+    assert f"weights: {weights}\n" in out
     assert "'tau_sweep.json': True" in out and "'dream_check.json': False" in out
-    assert glued["stand_in"][0] is False and glued["weights_source"][0] == "WMLIB_DOOM_WEIGHTS"
+    # Without weights there is no stand-in: an error that names the fix
+    monkeypatch.delenv("WMLIB_DOOM_WEIGHTS")
+    with pytest.raises(WMError, match="WMLIB_DOOM_WEIGHTS"):
+        open_weights("smoke")
 
 
 def test_run_stage_log_has_no_clock_times_or_machine_paths(tmp_path, monkeypatch, capsys):

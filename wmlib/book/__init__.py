@@ -24,7 +24,8 @@ from ..series import load_packed
 from ..studies.ablation import KINDS as ABLATION_KINDS, LABELS as ABLATION_LABELS, PAPER as ABLATION_PAPER
 from ..studies.ablation import ablation, train_real
 from ..studies.dreamcheck import POLICIES as DREAM_CHECK_POLICIES
-from ..studies.dreamcheck import BatchPolicy, dream_check, dream_check_markdown, dream_survival
+from ..studies.dreamcheck import (BatchPolicy, dream_check, dream_check_markdown, dream_survival,
+                                  held_shares)
 from ..studies.tausweep import sweep_markdown, tau_dir
 from ..train_mdnrnn import mdnrnn_loss, sample_windows
 from ..vae import VAEOutput, kl_divergence
@@ -52,7 +53,7 @@ __all__ = [
     "open_run", "timed", "stage_collect", "stage_vae", "stage_series", "stage_mdnrnn", "stage_controller",
     "stage_iterate", "IterateConfig", "param_counts",
     "ablation", "train_real", "ABLATION_KINDS", "ABLATION_LABELS", "ABLATION_PAPER",
-    "dream_check", "dream_check_markdown", "dream_survival", "DREAM_CHECK_POLICIES", "BatchPolicy",
+    "dream_check", "dream_check_markdown", "dream_survival", "DREAM_CHECK_POLICIES", "BatchPolicy", "held_shares",
     "sweep_markdown", "tau_dir",
     # the library's details the chapters look inside
     "kl_divergence", "VAEOutput", "mdnrnn_loss", "sample_windows", "load_packed", "load_torch_state", "read_json",

@@ -1,21 +1,18 @@
 """What chapters 8 (the Doom dream) and 9 (cheating inside it) of the book share.
 
-Both chapters load the same Doom weights, keep the results they compute themselves in the same
+Both chapters load the same (shipped) Doom weights, keep the results they compute themselves in the same
 folder (so that one chapter reuses what the other computed), train the same small controllers in
 the dream when the weights do not ship them, count fireballs the same way and play real episodes
 the same way, and play dream episodes the same way. Each chapter keeps its own sizes (chapter_sizes in
 wmlib.run.profiles) and passes what is needed here explicitly:
 
-    WEIGHTS, SOURCE, LIVE = open_weights(PROFILE)  # doom_weights and live_dir, and what they print first
+    WEIGHTS, LIVE = open_weights(PROFILE)  # shipped_weights("doom") and live_dir, and what they print
     SWEEP = chapter_sizes("doom_sweep", PROFILE)
     SWEEP_DIR = sweep_dir(LIVE, SWEEP, SIZES["max_steps"])
     live_sweep(WEIGHTS, [1.15], SWEEP, TAU, SIZES["max_steps"], LIVE, DEVICE)
 
 The folder names below are part of the cache: change one and the chapters compute their results again.
 """
-import contextlib
-import io
-import os
 from pathlib import Path
 
 import numpy as np
@@ -25,66 +22,31 @@ from ..checkpoint import file_digest
 from ..cmaes import CMAESConfig
 from ..collect import play_episode
 from ..dream import DreamConfig
-from ..run.pipeline import open_run, stage_collect, stage_controller, stage_mdnrnn, stage_vae
 from ..run.profiles import RunConfig, get_config
 from ..studies.dreamcheck import controller_in_dream  # noqa: F401  (re-exported for chapter 9)
 from ..studies.tausweep import tau_sweep
-from .notebook import quote, repo_root
+from .notebook import repo_root, shipped_weights
 
 # The weights and the folder of results computed from them
 
 
-def doom_weights(root: Path) -> tuple[Path, str]:
-    """(weights folder, where it comes from): WMLIB_DOOM_WEIGHTS, the shipped pretrained/doom, or stand-ins.
-
-    `root` is the repository root (or the current folder on Colab). Without trained weights this trains
-    a tiny pipeline on the smoke profile in root/runs/book-doom-smoke; its stages skip finished work,
-    so the chapter opened second reuses what the first one trained.
-    """
-    if os.environ.get("WMLIB_DOOM_WEIGHTS"):
-        return Path(os.environ["WMLIB_DOOM_WEIGHTS"]), "WMLIB_DOOM_WEIGHTS"
-    shipped = root / "pretrained" / "doom"
-    if (shipped / "controller.safetensors").exists():
-        return shipped, "pretrained/doom"
-    # No trained weights here (a fresh fork, or Colab): train a tiny pipeline on the smoke profile.
-    cfg = get_config("doom", "smoke")
-    cfg.collect.workers = 1  # four short episodes: starting worker processes would cost more
-    run = root / "runs" / "book-doom-smoke"
-    open_run(run, cfg)
-    with contextlib.redirect_stderr(io.StringIO()):  # the stages' logs; the chapter prints what matters
-        for stage in (stage_collect, stage_vae, stage_mdnrnn, stage_controller):
-            stage(cfg, run, progress=False)
-    return run, "stand-in"
-
-
-STAND_IN_NOTE = (
-    "**No trained Doom weights were found, so this chapter runs on untrained stand-ins**: a V, M and C "
-    "trained for a moment on the smoke profile (in `runs/book-doom-smoke`). Everything below runs, but "
-    "the numbers describe these stand-ins, not a trained agent. Set `WMLIB_DOOM_WEIGHTS` to a trained "
-    "run (or use a clone of the repository, which ships `pretrained/doom`) to see the real thing.")
 SHIPPED_RESULTS = ("model_card.json", "dream_check.json", "tau_sweep.json", "tau_controllers", "round0")
 
 
-def open_weights(profile: str) -> tuple[Path, str, Path]:
-    """(weights, source, live folder) for a Doom chapter run from its folder: doom_weights and live_dir
-    under the repository root (the notebook folder's parent when it holds wmlib/, else the current
-    folder, e.g. /content on Colab). Prints where the weights come from and which results they ship,
-    shows a warning when they are stand-ins, and glues `stand_in` and `weights_source` for the text.
+def open_weights(profile: str) -> tuple[Path, Path]:
+    """(weights, live folder) for a Doom chapter: shipped_weights("doom") (pretrained/doom, or the folder in
+    WMLIB_DOOM_WEIGHTS) and live_dir under the repository root (the notebook folder's parent when it holds
+    wmlib/, else the current folder, e.g. /content on Colab). Prints where the weights are and which of the
+    longer experiments' results they ship; raises WMError naming the fix when there are none.
 
     Introduced in chapter 8.
     """
-    from IPython.display import Markdown, display
-
     root = repo_root()
-    weights, source = doom_weights(root)
-    quote("stand_in", source == "stand-in")
-    quote("weights_source", source)
-    print(f"weights: {shown_path(weights, root)} ({source})")
+    weights = shipped_weights("doom")
+    print(f"weights: {shown_path(weights, root)}")
     print("shipped results:", {name: (weights / name).exists() for name in SHIPPED_RESULTS})
-    if source == "stand-in":
-        display(Markdown(STAND_IN_NOTE))
     # Results the chapter computes itself (when the weights do not ship them), per profile and per V and M
-    return weights, source, live_dir(root, weights, profile)
+    return weights, live_dir(root, weights, profile)
 
 
 def shown_path(path: Path, root: Path) -> str:

@@ -30,7 +30,7 @@ from ..parallel import open_executor
 from ..rollout import evaluate
 from ..series import encode_series, pack_series
 from ..studies.ablation import KINDS, ablation
-from ..studies.dreamcheck import dream_check
+from ..studies.dreamcheck import dream_check, held_shares
 from ..train_mdnrnn import MDNTrainConfig, train_mdnrnn
 from ..train_vae import VAETrainConfig
 from ..vae import ConvVAE, VAEConfig
@@ -373,13 +373,6 @@ def train_doom_gpu(cfg: RunConfig, run_dir: Path, *, shipped_v: Path, seconds: f
     clock.log(f"real game: {res['mean']:.1f} +- {res['std']:.1f} over {cfg.eval_episodes} episodes")
     write_json(run_dir / "gpu_summary.json", summary)
     return summary
-
-
-def held_shares(actions) -> dict:
-    """Shares of the actions that step left, stand still and step right (the game's thresholds, +-1/3)."""
-    a = np.asarray(actions, dtype=np.float64).reshape(-1)
-    return {"left": float((a < -1 / 3).mean()), "stay": float((np.abs(a) <= 1 / 3).mean()),
-            "right": float((a > 1 / 3).mean())}
 
 
 def c_in_dream(weights: Path, controller, episodes: int, dream: DreamConfig, device, seed: int):

@@ -133,3 +133,14 @@ def controller_in_dream(model, controller, n: int, *, dream, seed: int) -> tuple
     gen = torch.Generator(device=model.device).manual_seed(seed)
     steps = play_batch(model, act, n, dream=dream, generator=gen).cpu().numpy()
     return steps, np.concatenate(taken)
+
+
+def held_shares(actions) -> dict:
+    """Shares of `actions` (Doom's, in [-1, 1]) that step left, stand still and step right, at the game's
+    thresholds (+-1/3): how a controller that cheats its dream by holding one direction shows up.
+
+    Introduced in chapter 9.
+    """
+    a = np.asarray(actions, dtype=np.float64).reshape(-1)
+    return {"left": float((a < -1 / 3).mean()), "stay": float((np.abs(a) <= 1 / 3).mean()),
+            "right": float((a > 1 / 3).mean())}
