@@ -287,3 +287,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     tr.write_line(f"HTML: {build.html}")
     if build.screenshots is not None:
         tr.write_line(f"screenshots: {build.screenshots}")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked colab_full (every chapter on the simulated Colab, about 15 minutes) run only when the
+    -m expression names them: `python -m pytest tests/test_colab.py -m colab_full`."""
+    if "colab_full" in (config.getoption("markexpr") or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("colab_full") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept

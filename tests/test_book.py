@@ -170,6 +170,15 @@ _IMAGES_JS = """async () => {
     return imgs.filter((im) => !(im.naturalWidth > 0)).map((im) => im.currentSrc || im.src).map((s) => s.slice(0, 120));
 }"""
 
+# book/_ext/static/book.css: glued values read as plain text, and what cells print is never cut at the edge
+_LAYOUT_JS = """() => ({
+    bold_glue: Array.from(document.querySelectorAll('span.pasted-text'))
+        .filter((s) => parseInt(getComputedStyle(s).fontWeight) >= 600 && !s.closest('strong, b, th'))
+        .map((s) => s.textContent.slice(0, 60)),
+    cut_outputs: Array.from(document.querySelectorAll('div.cell_output pre'))
+        .filter((p) => p.scrollWidth > p.clientWidth + 1).map((p) => p.textContent.slice(0, 60)),
+})"""
+
 
 def check_page(browser, url: str, screenshot: Path) -> list:
     """Open `url`, run every check, save a full-page screenshot; return the problems found."""
@@ -226,6 +235,12 @@ def check_page(browser, url: str, screenshot: Path) -> list:
         broken = page.evaluate(_IMAGES_JS)
         if broken:
             problems.append(f"{len(broken)} images did not load: {broken}")
+
+        layout = page.evaluate(_LAYOUT_JS)
+        if layout["bold_glue"]:
+            problems.append(f"glued text in bold (book.css not applied?): {layout['bold_glue'][:3]}")
+        if layout["cut_outputs"]:
+            problems.append(f"{len(layout['cut_outputs'])} cell outputs cut at the right edge: {layout['cut_outputs'][:3]}")
 
         page.wait_for_timeout(500)  # late errors from the scripts above
         page.screenshot(path=str(screenshot), full_page=True)

@@ -16,8 +16,10 @@ PUBLIC = {"wmlib": set(wmlib.__all__), "wmlib.book": set(wmlib.book.__all__)}
 
 
 def code_of(cell_source: str) -> str:
-    """A code cell as Python: IPython's `!shell` and `%magic` lines become blank lines."""
-    return "\n".join("" if line.lstrip().startswith(("!", "%")) else line for line in cell_source.splitlines())
+    """A code cell as Python, as IPython runs it (`!shell` and `%magic` lines become function calls)."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager().transform_cell(cell_source)
 
 
 def bad_imports(source: str) -> list[str]:

@@ -31,6 +31,9 @@ from .notebook import repo_root, shipped_weights
 
 
 SHIPPED_RESULTS = ("model_card.json", "dream_check.json", "tau_sweep.json", "tau_controllers", "round0")
+# each as open_weights names it to the reader
+_RESULT_NAMES = {"model_card.json": "model card", "dream_check.json": "dream check", "tau_sweep.json": "tau sweep",
+                 "tau_controllers": "tau sweep's controllers", "round0": "round 0"}
 
 
 def open_weights(profile: str) -> tuple[Path, Path]:
@@ -44,7 +47,10 @@ def open_weights(profile: str) -> tuple[Path, Path]:
     root = repo_root()
     weights = shipped_weights("doom")
     print(f"weights: {shown_path(weights, root)}")
-    print("shipped results:", {name: (weights / name).exists() for name in SHIPPED_RESULTS})
+    have = [_RESULT_NAMES[name] for name in SHIPPED_RESULTS if (weights / name).exists()]
+    missing = [_RESULT_NAMES[name] for name in SHIPPED_RESULTS if not (weights / name).exists()]
+    print(f"shipped with the weights: {', '.join(have) or 'none of the longer experiments'}"
+          + (f"; not shipped, so computed here when needed: {', '.join(missing)}" if missing else ""))
     # Results the chapter computes itself (when the weights do not ship them), per profile and per V and M
     return weights, live_dir(root, weights, profile)
 

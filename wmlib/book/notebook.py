@@ -53,21 +53,25 @@ def on_colab() -> bool:
 def setup() -> tuple[str, str]:
     """Print and return (profile, device) for the chapter about to run.
 
-    WMLIB_PROFILE is read again here, so setting os.environ["WMLIB_PROFILE"] and rerunning the
-    first cell switches the profile without restarting the kernel.
+    The profile is WMLIB_PROFILE; unset, it is "gpu" when a GPU is visible (a reader's own training sized
+    for a Colab-class GPU) and "default" otherwise. It is read again here, so setting
+    os.environ["WMLIB_PROFILE"] and rerunning the first cell switches the profile without restarting the
+    kernel.
 
     Introduced in chapter 1.
     """
     global PROFILE
-    PROFILE = _profile_from_env()
     dev = device()
+    picked = "WMLIB_PROFILE" not in os.environ
+    PROFILE = "gpu" if picked and dev == "cuda" else _profile_from_env()
     where = "Colab" if on_colab() else "local"
     if PROFILE == "smoke" and dev == "cpu":
         # Smoke models are tiny: one thread is as fast, and on a busy CPU several threads that wait for
         # each other are many times slower (a CI chapter went from 38 s to 171 s with two).
         torch.set_num_threads(1)
-    print(f"wmlib profile: {PROFILE}   device: {dev}   ({where}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} CPU thread{'s' if torch.get_num_threads() > 1 else ''})")
+    print(f"wmlib profile: {PROFILE}{' (WMLIB_PROFILE is unset)' if picked else ''}   device: {dev}   "
+          f"({where}, torch {torch.__version__}, {torch.get_num_threads()} CPU "
+          f"thread{'s' if torch.get_num_threads() > 1 else ''})")
     return PROFILE, dev
 
 
@@ -209,7 +213,9 @@ def shipped_weights(env: str) -> Path:
     """The folder of the shipped, properly trained V, M and C of `env` (pretrained/ENV, with model_card.json):
     the exhibits the chapters show. WMLIB_CARRACING_WEIGHTS or WMLIB_DOOM_WEIGHTS points elsewhere.
 
-    Raises WMError naming the fix when the folder is missing: never a silent stand-in.
+    pretrained/ENV is looked for under repo_root() (a chapter run from book/ in a clone), then beside the
+    imported wmlib (the clone that a chapter's set-up cell brings on Colab, or any editable install).
+    Raises WMError naming the fix when none holds them: never a silent stand-in.
 
     Introduced in chapter 3.
     """
@@ -218,13 +224,18 @@ def shipped_weights(env: str) -> Path:
 
     check_env_name(env)
     var = f"WMLIB_{env.upper()}_WEIGHTS"
-    folder = Path(os.environ[var]) if os.environ.get(var) else repo_root() / "pretrained" / env
-    missing = [f for f in ("vae.safetensors", "mdnrnn.safetensors", "controller.safetensors", "model_card.json")
-               if not (folder / f).exists()]
-    if missing:
-        raise WMError(f"the shipped {env} weights are not in {folder} (missing {', '.join(missing)}). Run the "
-                      f"chapter from book/ in a clone of the repository, or set {var} to a folder that holds them")
-    return folder
+    files = ("vae.safetensors", "mdnrnn.safetensors", "controller.safetensors", "model_card.json")
+    if os.environ.get(var):
+        places = [Path(os.environ[var])]
+    else:
+        places = [repo_root() / "pretrained" / env, Path(__file__).resolve().parents[2] / "pretrained" / env]
+    for folder in places:
+        if all((folder / f).exists() for f in files):
+            return folder
+    looked = "; ".join(f"{p} lacks {', '.join(f for f in files if not (p / f).exists())}" for p in dict.fromkeys(places))
+    raise WMError(f"the shipped {env} weights were not found ({looked}). Run the chapter's first cell (on Colab "
+                  f"it brings the repository with its weights), run the chapter from book/ in a clone of the "
+                  f"repository, or set {var} to a folder that holds them")
 
 
 def book_run_config(env: str, profile: str, seed: int = 0, *, name: str | None = None):
