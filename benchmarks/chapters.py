@@ -23,6 +23,10 @@ def run_chapter(path: Path, profile: str, timeout: int) -> tuple[float, float, s
     import nbformat
     from nbclient import NotebookClient
 
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    from nbclient_poll import patch
+    patch()  # nbclient's lost wake-up after a widget cell (book/_ext/nbclient_poll.py)
+
     nb = nbformat.read(path, as_version=4)
     os.environ["WMLIB_PROFILE"] = profile
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})

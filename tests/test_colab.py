@@ -142,7 +142,9 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-notebook, folder, out = sys.argv[1:4]
+notebook, folder, out, poll_fix = sys.argv[1:5]
+exec(open(poll_fix).read())  # book/_ext/nbclient_poll.py: nbclient's lost wake-up after a widget cell
+patch()
 nb = nbformat.read(notebook, as_version=4)
 client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": folder}})
 try:
@@ -225,7 +227,8 @@ def run_chapter(colab_runtime, chapter: str, tmp_path: Path) -> dict:
     folder.mkdir()
     shutil.copy(ROOT / "book" / f"{chapter}.ipynb", folder / f"{chapter}.ipynb")  # as Colab opens it: alone
     before = freeze(python)
-    done = subprocess.run([python, "-c", RUNNER, folder / f"{chapter}.ipynb", folder, folder / "executed.ipynb"],
+    done = subprocess.run([python, "-c", RUNNER, folder / f"{chapter}.ipynb", folder, folder / "executed.ipynb",
+                           ROOT / "book" / "_ext" / "nbclient_poll.py"],
                           cwd=folder, env=env, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, f"{chapter} failed on the simulated Colab:\n{done.stderr[-4000:]}"
     after = freeze(python)

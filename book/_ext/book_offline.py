@@ -2,6 +2,7 @@
 and logs no JavaScript error. tests/test_book.py checks both in Chromium."""
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 from sphinx.errors import ConfigError
@@ -47,6 +48,10 @@ def _check_static_paths(app, config):
 
 
 def setup(app):
+    # myst-nb executes the chapters in this process, through nbclient: see nbclient_poll.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from nbclient_poll import patch
+    patch()
     app.connect("config-inited", _check_static_paths)
     # After the other extensions' html-page-context handlers, which add the page's own scripts.
     app.connect("html-page-context", _clean_page, priority=900)
