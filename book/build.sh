@@ -8,12 +8,13 @@
 # The built pages must work without the internet, so the JavaScript that myst-nb and Sphinx would
 # otherwise load from a CDN (require.js and the widget html-manager, which render the saved widget
 # state, and MathJax) is fetched once with npm into _vendor/ (git-ignored) and served from
-# _build/html/_static/ (_config.yml points html_static_path, nb_ipywidgets_js and mathjax_path at it).
+# _build/html/_static/ (_config.yml points html_static_path, nb_ipywidgets_js and mathjax_path at it),
+# and so is onnxruntime-web, which runs V and M in the pages' widgets (_static/wm/, book/_ext/book_offline.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Bump a version here and the next build fetches it again.
-PACKAGES=(requirejs@2.3.8 @jupyter-widgets/html-manager@1.0.15 mathjax@3.2.2)
+PACKAGES=(requirejs@2.3.8 @jupyter-widgets/html-manager@1.0.15 mathjax@3.2.2 onnxruntime-web@1.31.1)
 VENDOR=_vendor
 
 fetch_js() {
@@ -38,8 +39,15 @@ fetch_js() {
     mj=$(echo "$tmp"/mathjax-*/es5)
     cp -r "$mj"/tex-mml-chtml.js "$mj"/{a11y,adaptors,input,output,sre,ui} "$static/mathjax/"
     cp "$tmp"/mathjax-*/LICENSE "$static/mathjax/"
-    rm -rf "$tmp" "$VENDOR/static"
+    # onnxruntime-web for the widgets that run V and M in the page (wmlib/book/browser.py): the WebAssembly
+    # build without threads' worker, its loader and binary; book_offline.py wraps them into _static/wm/.
+    local ort="$VENDOR/ort.new.$$"
+    rm -rf "$ort" && mkdir -p "$ort"
+    cp "$tmp"/onnxruntime-web-*/dist/{ort.wasm.min.js,ort-wasm-simd-threaded.mjs,ort-wasm-simd-threaded.wasm} \
+       "$ort/"
+    rm -rf "$tmp" "$VENDOR/static" "$VENDOR/ort"
     mv -T "$static" "$VENDOR/static"
+    mv -T "$ort" "$VENDOR/ort"
     printf '%s\n' "${PACKAGES[@]}" > "$VENDOR/VERSIONS"
 }
 

@@ -8,7 +8,13 @@ game). Stages, each resuming where it stopped (rerun the same command after an i
   v  collect the episodes (only the missing ones), train V, write RUN_DIR/v_eval.json (V's error on held-out
      agent frames against training frames);
   m  encode the episodes with V, train M in RUN_DIR/wm, write RUN_DIR/m_eval.json (held-out against training);
-  c  CMA-ES in RUN_DIR/wm/cmaes (its state and log.jsonl are the few kB to commit between sittings).
+  c  CMA-ES in RUN_DIR/wm/cmaes, with V and M stored in float16 as they will be shipped.
+Between sittings: `--save-progress` copies V, M (float16, ~10 MB), their measurements and the CMA-ES state
+(a few kB) to pretrained/carracing/v2-progress, which is committed; on a fresh clone, stage c starts from
+there (`--progress` names another folder).
+
+    python scripts/carracing_v2.py --run-dir runs/car-v2 --save-progress   # before a sitting ends
+    nohup nice -n 19 python scripts/carracing_v2.py --run-dir runs/car-v2 --stages c &   # on a fresh clone
 """
 import argparse
 from pathlib import Path
@@ -28,7 +34,14 @@ def main():
     ap.add_argument("--m-steps", type=int, default=1500)
     ap.add_argument("--generations", type=int, default=400)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--progress", type=Path, default=Path("pretrained/carracing/v2-progress"),
+                    help="the committed progress of the search (V, M, the CMA-ES state)")
+    ap.add_argument("--save-progress", action="store_true", help="copy the run's progress there, and stop")
     args = ap.parse_args()
+    if args.save_progress:
+        saved = recipes.carracing_v2_save(args.run_dir, args.progress)
+        print(f"saved {len(saved)} files to {args.progress}: {', '.join(saved)}")
+        return
     stages = args.stages.split(",")
     if set(stages) - {"v", "m", "c"}:
         ap.error(f"--stages takes v, m and c, got {args.stages!r}")
@@ -39,6 +52,8 @@ def main():
     if "m" in stages:
         recipes.carracing_v2_m(cfg, args.run_dir)
     if "c" in stages:
+        if recipes.carracing_v2_restore(args.progress, args.run_dir):
+            print(f"started from the committed progress in {args.progress}")
         recipes.carracing_v2_controller(cfg, args.run_dir)
 
 

@@ -9,8 +9,10 @@ the chapters for tests/test_notebooks.py. Chromium is Debian's (/usr/bin/chromiu
 Set WMLIB_SKIP_BROWSER=1 to skip the Chromium checks locally (never in CI).
 """
 import functools
+import json
 import http.server
 import os
+import re
 import shutil
 import threading
 import time
@@ -262,3 +264,199 @@ def test_chapter_page_in_chromium(chapter, book_build, site, browser, screenshot
     book_build.page_seconds[chapter] = time.perf_counter() - start
     if problems:
         pytest.fail(f"{chapter.name} in Chromium ({url}):\n  " + "\n  ".join(problems), pytrace=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# The widgets that run V and M in the page (wmlib/book/browser.py): they must work without a kernel.
+
+WIDGET_PAGES = {"03_v_carracing": "latent", "05_m_carracing": "dream", "08_doom_dream": "dream"}
+MODEL_BUDGET = 15_000_000  # bytes of models one page downloads
+
+# In the page: change the slider, then time until the canvas shows something else (ms).
+_MOVE_SLIDER_JS = """async ([id, value]) => {
+    const root = document.getElementById(id), slider = root.querySelector('input[type=range]');
+    const canvas = root.querySelector('canvas'), before = canvas.toDataURL(), renders = +(root.dataset.renders || 0);
+    const t = performance.now();
+    slider.value = value;
+    slider.dispatchEvent(new Event('input', {bubbles: true}));
+    while (+(root.dataset.renders || 0) === renders || canvas.toDataURL() === before) {
+        if (performance.now() - t > 10000) return {ms: null, error: root.dataset.error || null};
+        await new Promise((r) => setTimeout(r, 5));
+    }
+    return {ms: performance.now() - t, shown: JSON.parse(root.dataset.shown)};
+}"""
+
+
+def _open_widget_page(browser, url, also=()):
+    """Open `url`; returns the context, the page, the problems seen and the URLs it requested (of its own
+    origin, or of the origins in `also`)."""
+    problems = []
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    origin = "/".join(url.split("/", 3)[:3]) if url.startswith("http") else "file://"
+    requested = []
+    page.on("request", lambda req: requested.append(req.url) if req.url.startswith((origin, "data:", "blob:", *also))
+            else problems.append(f"requests a remote URL: {req.url[:200]}"))
+    page.on("pageerror", lambda exc: problems.append(f"JavaScript error: {exc}"))
+    page.on("console", lambda msg: msg.type == "error" and problems.append(f"console error: {msg.text[:300]}"))
+    page.goto(url, wait_until="load", timeout=PAGE_LOAD_TIMEOUT_MS)
+    return context, page, problems, requested
+
+
+def _models_bytes(book_build, requested):
+    return sum((book_build.html / "_static" / "wm" / "models" / u.rsplit("/", 1)[1]).stat().st_size
+               for u in requested if "/_static/wm/models/" in u)
+
+
+def _check_dream(page, root, controller_check):
+    """Start the dream, read its frame rate from its own counter, steer with a key; return the measurements."""
+    root.scroll_into_view_if_needed()
+    root.locator("button.wm-go").click()
+    page.wait_for_function("(el) => +el.dataset.frames > 10 || el.dataset.error", arg=root.element_handle(),
+                           timeout=120_000)
+    assert not root.get_attribute("data-error"), root.get_attribute("data-error")
+    page.wait_for_timeout(2000)  # WebAssembly's first seconds run slower, until the browser optimises it
+    frames0, t0 = int(root.get_attribute("data-frames")), time.perf_counter()
+    page.wait_for_timeout(3000)
+    fps = (int(root.get_attribute("data-frames")) - frames0) / (time.perf_counter() - t0)
+    assert root.get_attribute("data-driver") == "C"
+    controller_check(page.evaluate("(id) => WM.widgets[id].state()", root.get_attribute("id")),
+                     lambda s: page.evaluate("([id, s]) => WM.widgets[id].controllerAction(s.z, s.h, s.c)",
+                                             [root.get_attribute("id"), s]))
+    root.focus()
+    page.keyboard.down("ArrowLeft")
+    page.wait_for_timeout(300)
+    steered = json.loads(root.get_attribute("data-action"))
+    driver = root.get_attribute("data-driver")
+    page.keyboard.up("ArrowLeft")
+    root.locator("input[type=range]").fill("0.5")  # tau, on the running dream
+    tau = root.get_attribute("data-tau")
+    frames1 = int(root.get_attribute("data-frames"))
+    page.wait_for_timeout(500)
+    return {"fps": fps, "steered": steered, "driver": driver, "tau": tau,
+            "still_running": int(root.get_attribute("data-frames")) > frames1}
+
+
+def _controller_check(weights, env):
+    """Compare the page's C with wmlib's on the page's own state."""
+    import torch
+    from wmlib import Controller, ControllerConfig, load_model
+    from wmlib.controller import controller_input
+
+    ctrl, _ = load_model(Controller, ControllerConfig, weights, "controller", env)
+
+    def check(state, page_action):
+        z, h, c = (torch.tensor([state[k]], dtype=torch.float32) for k in ("z", "h", "c"))
+        with torch.no_grad():
+            want = ctrl(controller_input(ctrl.config.kind, z, h, c))[0].numpy()
+        got = page_action(state)
+        assert max(abs(a - b) for a, b in zip(got, want)) < 1e-3, (got, want.tolist())
+    return check
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(WIDGET_PAGES))
+def test_browser_widget_runs_without_a_kernel(name, book_build, site, browser):
+    """Issue "the book alive without a kernel": the page's widget runs V (and M) in Chromium, offline."""
+    from wmlib.book import shipped_weights
+
+    chapter = next(c for c in CHAPTERS if c.stem == name)
+    if book_build.execution_error(chapter):
+        pytest.fail(f"{chapter.name} does not run on smoke: see test_notebook_runs[{chapter.name}]", pytrace=False)
+    url = f"{site}/{book_build.page(chapter).relative_to(book_build.html).as_posix()}"
+    context, page, problems, requested = _open_widget_page(browser, url)
+    try:
+        roots = page.locator("div.wm-widget")
+        assert roots.count() == 1, f"{name}: {roots.count()} browser widgets, expected 1"
+        root = roots.first
+        assert not [u for u in requested if "/_static/wm/" in u and "/wm_widgets.js" not in u], \
+            "the widget's models loaded before the reader touched it"
+        if WIDGET_PAGES[name] == "latent":
+            root.hover()  # the first interaction loads the decoder
+            page.wait_for_function("(el) => el.dataset.ready || el.dataset.error", arg=root.element_handle(),
+                                   timeout=120_000)
+            assert not root.get_attribute("data-error"), root.get_attribute("data-error")
+            first = page.evaluate(_MOVE_SLIDER_JS, [root.get_attribute("id"), "3"])
+            second = page.evaluate(_MOVE_SLIDER_JS, [root.get_attribute("id"), "-2.5"])
+            for moved, value in ((first, 3.0), (second, -2.5)):
+                assert moved["ms"] is not None and moved["ms"] < 500, f"the canvas did not change within 0.5 s: {moved}"
+                assert value in moved["shown"], moved
+        else:
+            env = "doom" if name.startswith("08") else "carracing"
+            got = _check_dream(page, root, _controller_check(shipped_weights(env), env))
+            assert got["fps"] >= 30, f"the dream ran at {got['fps']:.1f} frames/s (< 30)"
+            assert got["driver"] == "you" and got["steered"][0] == -1, f"the left key did not steer: {got}"
+            assert got["tau"] == "0.5" and got["still_running"], got
+        page.wait_for_timeout(300)
+        assert _models_bytes(book_build, requested) <= MODEL_BUDGET
+        assert not problems, "\n".join(problems)
+    finally:
+        context.close()
+
+
+@pytest.mark.slow
+def test_browser_widget_runs_from_disk(book_build, browser):
+    """The dream also runs in a page opened as a file (no server at all): every file arrives as a script."""
+    chapter = next(c for c in CHAPTERS if c.stem == "08_doom_dream")
+    if book_build.execution_error(chapter):
+        pytest.fail(f"{chapter.name} does not run on smoke", pytrace=False)
+    context, page, problems, _ = _open_widget_page(browser, book_build.page(chapter).as_uri())
+    try:
+        root = page.locator("div.wm-widget").first
+        root.scroll_into_view_if_needed()
+        root.locator("button.wm-go").click()
+        page.wait_for_function("(el) => +el.dataset.frames > 10 || el.dataset.error", arg=root.element_handle(),
+                               timeout=120_000)
+        assert not root.get_attribute("data-error"), root.get_attribute("data-error")
+        assert not problems, "\n".join(problems)
+    finally:
+        context.close()
+
+
+@pytest.mark.slow
+def test_browser_widget_runs_in_a_kernel_output(book_build, browser, tmp_path, monkeypatch):
+    """In Jupyter the same widget comes inline in a cell's output and the kernel serves its files: here this
+    process is the kernel, and the output is opened as Jupyter would show it."""
+    from wmlib.book import browser as widgets, shipped_weights
+
+    assert (ROOT / "_vendor" / "ort").is_dir(), "the book build fetches onnxruntime-web into _vendor/ort"
+    monkeypatch.delenv(widgets.BOOK_ASSETS, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    weights = shipped_weights("doom")
+    out = tmp_path / "output.html"
+    html = widgets.dream_widget("doom", weights=weights, starts=2)._repr_html_()
+    port = json.loads(re.search(r"WM\.mount\([^,]+, (\{.*\})\);", html).group(1))["port"]
+    out.write_text(f'<!doctype html><html><head><meta charset="utf-8"></head><body>{html}</body></html>')
+    context, page, problems, requested = _open_widget_page(browser, out.as_uri(), also=(f"http://127.0.0.1:{port}/",))
+    try:
+        root = page.locator("div.wm-widget").first
+        got = _check_dream(page, root, _controller_check(weights, "doom"))
+        assert got["driver"] == "you" and got["steered"][0] == -1, got
+        served = [u for u in requested if u.startswith(f"http://127.0.0.1:{port}/")]
+        assert any(u.endswith("-m.onnx.js") for u in served), f"the kernel did not serve M: {served}"
+        assert not problems, "\n".join(problems)
+    finally:
+        context.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["04_mixture_density_networks", "06_cma_es"])
+def test_image_slider_switches_without_a_kernel(name, book_build, site, browser):
+    """Chapter 4's tau and chapter 6's generations: pictures made at build time behind a plain-JavaScript slider."""
+    chapter = next(c for c in CHAPTERS if c.stem == name)
+    if book_build.execution_error(chapter):
+        pytest.fail(f"{chapter.name} does not run on smoke", pytrace=False)
+    url = f"{site}/{book_build.page(chapter).relative_to(book_build.html).as_posix()}"
+    context, page, problems, _ = _open_widget_page(browser, url)
+    try:
+        sliders = page.locator("div.wm-image-slider")
+        assert sliders.count() == 1, f"{name}: {sliders.count()} image sliders, expected 1"
+        root = sliders.first
+        before = root.locator("img").get_attribute("src")
+        last = root.locator("input").get_attribute("max")
+        root.locator("input").fill("0" if root.get_attribute("data-shown") != "0" else last)
+        page.wait_for_timeout(100)
+        assert root.locator("img").get_attribute("src") != before, "the picture did not change"
+        assert not problems, "\n".join(problems)
+    finally:
+        context.close()

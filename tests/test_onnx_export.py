@@ -1,5 +1,7 @@
 """V's decoder and one step of M, exported to ONNX from the shipped weights, run in onnxruntime and
-compared with the torch models (the browser widgets of issue "the book alive without a kernel")."""
+compared with the torch models (the browser widgets of issue "the book alive without a kernel"), both as
+exported and with the weights stored in float16 as the pages load them (the shipped weights are float16
+already, so the tolerance is the same)."""
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +19,26 @@ def session(path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
+def exported(path, half):
+    """The exported file as the page gets it: weights stored in float16 (half_weights), or as exported."""
+    if not half:
+        return path
+    from wmlib.book.onnx_export import half_weights
+    small = half_weights(path, path.with_name("half_" + path.name))
+    assert small.stat().st_size < 0.55 * path.stat().st_size, "the float16 weights did not halve the file"
+    return small
+
+
+HALF = pytest.mark.parametrize("half", [False, True], ids=["float32", "float16-weights"])
+
+
+@HALF
 @pytest.mark.parametrize("env", ["carracing", "doom"])
-def test_exported_decoder_equals_torch(env, tmp_path):
+def test_exported_decoder_equals_torch(env, half, tmp_path):
     from wmlib.book.onnx_export import export_decoder
 
     vae = load_model(ConvVAE, VAEConfig, PRETRAINED / env, "vae", env)[0].eval()
-    path = export_decoder(vae, tmp_path / "decoder.onnx")
+    path = exported(export_decoder(vae, tmp_path / "decoder.onnx"), half)
     z = torch.randn(5, vae.config.z_size, generator=torch.Generator().manual_seed(0)) * 1.5
     frames = session(path).run(["frames"], {"z": z.numpy()})[0]
     with torch.no_grad():
@@ -31,13 +47,14 @@ def test_exported_decoder_equals_torch(env, tmp_path):
     np.testing.assert_allclose(frames, want, atol=ATOL, rtol=0)
 
 
+@HALF
 @pytest.mark.parametrize("env", ["carracing", "doom"])
-def test_exported_m_step_equals_torch_over_a_rollout(env, tmp_path):
+def test_exported_m_step_equals_torch_over_a_rollout(env, half, tmp_path):
     from wmlib.book.onnx_export import export_m_step
 
     m = load_model(MDNRNN, MDNRNNConfig, PRETRAINED / env, "mdnrnn", env)[0].eval()
     c = m.config
-    run = session(export_m_step(m, tmp_path / "m_step.onnx"))
+    run = session(exported(export_m_step(m, tmp_path / "m_step.onnx"), half))
     names = [i.name for i in run.get_inputs()]
     assert names == ["z", "action"] + (["restart"] if c.restart_input else []) + ["h", "c"]
     g = torch.Generator().manual_seed(1)

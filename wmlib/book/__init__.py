@@ -2,7 +2,9 @@
 
 - set-up and sizes: setup (the profile and device), the sizes of each chapter and of the run it trains;
 - glue: glue and quote (values the text quotes);
-- pictures: show_frames, video, png, mosaic, side_by_side;
+- pictures: show_frames, video, png, mosaic, side_by_side; image_slider and figure_png (pictures made in
+  advance behind a slider that works without a kernel);
+- widgets that run V and M in the reader's browser, without a kernel: latent_explorer, dream_widget;
 - the chapters' shared helpers: run_stage, encode and decode with V, what the CarRacing chapters 3 and 5
   share (carracing.py), and what the Doom chapters 8 and 9 share (doom.py);
 - the stages and studies the chapters drive (wmlib.run.pipeline, wmlib.studies), re-exported here;
@@ -32,7 +34,8 @@ from ..vae import VAEOutput, kl_divergence
 from .carracing import HELDOUT_SEED, carracing_heldout, road_bend, road_mask
 from .doom import (c_policy, controller_in_dream, dream_along, fireball_mask, fireball_pixels, live_sweep,
                    open_weights, play_dream, play_real, round_weights, sweep_dir)
-from .figures import mosaic, png, side_by_side
+from .browser import dream_widget, latent_explorer
+from .figures import figure_png, image_slider, mosaic, png, side_by_side
 from .notebook import (book_run_config, decode, encode, glue, on_colab, quote, repo_root, run_stage, setup,
                        shipped_weights, show_frames, video, video_bytes)
 
@@ -44,6 +47,10 @@ __all__ = [
     "glue", "quote",
     # pictures
     "show_frames", "video", "video_bytes", "png", "mosaic", "side_by_side",
+    # widgets that run V and M in the reader's browser
+    "latent_explorer", "dream_widget",
+    # pictures made in advance behind a slider (plain JavaScript, no kernel)
+    "image_slider", "figure_png",
     # the chapters' shared helpers
     "run_stage", "encode", "decode",
     "carracing_heldout", "road_mask", "road_bend", "HELDOUT_SEED",

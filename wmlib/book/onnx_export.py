@@ -9,8 +9,10 @@ at the mixture parameters (and p(done)); everything random happens in the page.
 
 Introduced in chapter 3 (V) and chapter 8 (the dream); tests/test_onnx_export.py checks both against torch.
 """
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -50,7 +52,11 @@ def _export(module: nn.Module, inputs: tuple, names_in: list, names_out: list, p
     # The TorchScript exporter (dynamo=False): one self-contained file per model, which onnxruntime-web loads
     # as is. torch 2.13's default exporter wrote the weights to a side file and a Split that onnxruntime
     # 1.32 rejects at this opset.
-    with torch.no_grad():
+    # The tracer warns about the models' input checks (traced as constants: the checks are for torch callers),
+    # the LSTM's batch (its state is an input here, which is the fix it asks for) and its own deprecation:
+    # none concerns the exported file, which tests/test_onnx_export.py compares with torch.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         torch.onnx.export(module.eval(), inputs, str(tmp), input_names=names_in, output_names=names_out,
                           dynamic_axes=batch, opset_version=OPSET, dynamo=False)
     tmp.replace(path)  # a reader's build never sees a half-written model
@@ -79,3 +85,41 @@ def export_m_step(mdnrnn: MDNRNN, path) -> Path:
     inputs = (torch.zeros(1, c.z_size), torch.zeros(1, c.action_size), torch.zeros(1), h, h.clone())
     return _export(_MStep(mdnrnn.cpu()), inputs, ["z", "action", "restart", "h", "c"],
                    ["logpi", "mu", "logsigma", "p_done", "h_next", "c_next"], path)
+
+
+def half_weights(src, dst=None, min_size: int = 16) -> Path:
+    """Store an exported model's float32 weights as float16 (half the bytes the page downloads) while it
+    still computes in float32: each weight of at least `min_size` numbers becomes a float16 initializer and a
+    Cast back to float32, which onnxruntime folds once when the model loads. Writes `dst` (default: `src`).
+
+    Unlike converting the whole graph to float16, the arithmetic, the inputs and the outputs stay float32, so
+    the only error is the weights' rounding (the decoder's frames move by well under one of 255 levels:
+    tests/test_onnx_export.py measures it). Introduced in chapter 3.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    src = Path(src)
+    dst = Path(dst) if dst is not None else src
+    model = onnx.load(str(src))
+    graph = model.graph
+    kept, casts = [], []
+    for init in graph.initializer:
+        if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < min_size:
+            kept.append(init)
+            continue
+        half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name + "__fp16")
+        kept.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
+                                      name=init.name + "__to_fp32"))
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = casts + list(graph.node)  # the casts first: every node reads the weights under their old names
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(dst)
+    return dst

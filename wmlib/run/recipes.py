@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import load_model, pick_device, read_json, save_npz, write_json, write_text
+from ..checkpoint import load_model, pick_device, read_json, save_model, save_npz, write_json, write_text
 from ..cmaes import CMAESConfig
 from ..collect import CollectConfig, collect
 from ..dream import DreamConfig
@@ -662,6 +662,16 @@ def carracing_v2_m(cfg: RunConfig, run_dir: Path) -> dict:
             f"{cfg.mdnrnn_train.seq_len}")
     model = train_mdnrnn(packed["train"], wm, "carracing", config=cfg.mdnrnn, train=cfg.mdnrnn_train,
                          seed=cfg.seed, progress=False, log=log_err)
+    # C is searched with V and M as they will be shipped and committed between sittings: float16 weights
+    from ..series import load_packed
+    train = load_packed(packed["train"])
+    save_npz(wm / "initial_z.npz", mu=np.asarray(train["mu"][train["starts"]]),
+             logvar=np.asarray(train["logvar"][train["starts"]]))
+    for name, cls, cfg_cls in (("vae", ConvVAE, VAEConfig), ("mdnrnn", MDNRNN, MDNRNNConfig)):
+        net, meta = load_model(cls, cfg_cls, wm, name, "carracing")
+        if not is_float16(wm / f"{name}.safetensors"):
+            keep = {k: v for k, v in meta.items() if k not in ("format", "model", "env", "config", "weights_sha256")}
+            save_model(net, wm, name, "carracing", extra=keep, dtype=torch.float16)
     result = {"nll_held_out": m_nll(model, packed["held_out"]), "nll_training": m_nll(model, packed["training"]),
               "steps": cfg.mdnrnn_train.steps, "batch": cfg.mdnrnn_train.batch_size,
               "seq_len": cfg.mdnrnn_train.seq_len}
@@ -669,6 +679,44 @@ def carracing_v2_m(cfg: RunConfig, run_dir: Path) -> dict:
     log_err(f"[carracing-v2] M's NLL per z dimension: held-out {result['nll_held_out']:.4f}, training "
             f"{result['nll_training']:.4f} nats")
     return result
+
+
+def is_float16(path: Path) -> bool:
+    """Whether every tensor of a safetensors file is float16 (as the shipped weights are)."""
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        return all(f.get_slice(k).get_dtype() == "F16" for k in f.keys())
+
+
+# What a fresh clone needs to go on with the search: V and M (float16), the first frames, V's and M's
+# measurements, and the CMA-ES state and log (a few kB). About 10 MB, committed at the end of each sitting.
+V2_PROGRESS = ("run.json", "vae.safetensors", "vae.json", "mdnrnn.safetensors", "mdnrnn.json", "initial_z.npz",
+               "cmaes/settings.json", "cmaes/state.npz", "cmaes/log.jsonl", "timings.json")
+V2_MEASURES = ("v_eval.json", "m_eval.json")
+
+
+def carracing_v2_save(run_dir: Path, progress: Path) -> list[str]:
+    """Copy the search's progress (V2_PROGRESS from RUN_DIR/wm, V2_MEASURES from RUN_DIR) to `progress`,
+    replaced all at once. Returns the files copied."""
+    run_dir = Path(run_dir)
+    files = [(run_dir / "wm" / rel, Path(rel)) for rel in V2_PROGRESS if (run_dir / "wm" / rel).exists()]
+    files += [(run_dir / rel, Path(rel)) for rel in V2_MEASURES if (run_dir / rel).exists()]
+    _copy_tree_atomic(files, Path(progress))
+    return [str(rel) for _, rel in files]
+
+
+def carracing_v2_restore(progress: Path, run_dir: Path) -> bool:
+    """On a fresh machine (no RUN_DIR/wm yet), start from the committed progress: the same V and M, and the
+    search where it stopped. Returns whether it did."""
+    run_dir, progress = Path(run_dir), Path(progress)
+    if (run_dir / "wm").exists() or not (progress / "mdnrnn.safetensors").exists():
+        return False
+    _copy_tree_atomic([(progress / rel, Path(rel)) for rel in V2_PROGRESS if (progress / rel).exists()],
+                      run_dir / "wm")
+    for rel in V2_MEASURES:
+        if (progress / rel).exists():
+            shutil.copy2(progress / rel, run_dir / rel)
+    return True
 
 
 def carracing_v2_controller(cfg: RunConfig, run_dir: Path) -> None:
