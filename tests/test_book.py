@@ -354,21 +354,33 @@ def _controller_check(weights, env):
     return check
 
 
+def _built_chapter(book_build, name):
+    """The chapter `name` (a stem) of the build; fails the test when it did not execute."""
+    chapter = next(c for c in CHAPTERS if c.stem == name)
+    if book_build.execution_error(chapter):
+        pytest.fail(f"{chapter.name} does not run on smoke: see test_notebook_runs[{chapter.name}]", pytrace=False)
+    return chapter
+
+
+def _only(page, selector, name):
+    found = page.locator(selector)
+    assert found.count() == 1, f"{name}: {found.count()} of {selector}, expected 1"
+    return found.first
+
+
+def _page_url(book_build, site, name):
+    return f"{site}/{book_build.page(_built_chapter(book_build, name)).relative_to(book_build.html).as_posix()}"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(WIDGET_PAGES))
 def test_browser_widget_runs_without_a_kernel(name, book_build, site, browser):
     """Issue "the book alive without a kernel": the page's widget runs V (and M) in Chromium, offline."""
     from wmlib.book import shipped_weights
 
-    chapter = next(c for c in CHAPTERS if c.stem == name)
-    if book_build.execution_error(chapter):
-        pytest.fail(f"{chapter.name} does not run on smoke: see test_notebook_runs[{chapter.name}]", pytrace=False)
-    url = f"{site}/{book_build.page(chapter).relative_to(book_build.html).as_posix()}"
-    context, page, problems, requested = _open_widget_page(browser, url)
+    context, page, problems, requested = _open_widget_page(browser, _page_url(book_build, site, name))
     try:
-        roots = page.locator("div.wm-widget")
-        assert roots.count() == 1, f"{name}: {roots.count()} browser widgets, expected 1"
-        root = roots.first
+        root = _only(page, "div.wm-widget", name)
         assert not [u for u in requested if "/_static/wm/" in u and "/wm_widgets.js" not in u], \
             "the widget's models loaded before the reader touched it"
         if WIDGET_PAGES[name] == "latent":
@@ -397,9 +409,7 @@ def test_browser_widget_runs_without_a_kernel(name, book_build, site, browser):
 @pytest.mark.slow
 def test_browser_widget_runs_from_disk(book_build, browser):
     """The dream also runs in a page opened as a file (no server at all): every file arrives as a script."""
-    chapter = next(c for c in CHAPTERS if c.stem == "08_doom_dream")
-    if book_build.execution_error(chapter):
-        pytest.fail(f"{chapter.name} does not run on smoke", pytrace=False)
+    chapter = _built_chapter(book_build, "08_doom_dream")
     context, page, problems, _ = _open_widget_page(browser, book_build.page(chapter).as_uri())
     try:
         root = page.locator("div.wm-widget").first
@@ -443,15 +453,9 @@ def test_browser_widget_runs_in_a_kernel_output(book_build, browser, tmp_path, m
 @pytest.mark.parametrize("name", ["04_mixture_density_networks", "06_cma_es"])
 def test_image_slider_switches_without_a_kernel(name, book_build, site, browser):
     """Chapter 4's tau and chapter 6's generations: pictures made at build time behind a plain-JavaScript slider."""
-    chapter = next(c for c in CHAPTERS if c.stem == name)
-    if book_build.execution_error(chapter):
-        pytest.fail(f"{chapter.name} does not run on smoke", pytrace=False)
-    url = f"{site}/{book_build.page(chapter).relative_to(book_build.html).as_posix()}"
-    context, page, problems, _ = _open_widget_page(browser, url)
+    context, page, problems, _ = _open_widget_page(browser, _page_url(book_build, site, name))
     try:
-        sliders = page.locator("div.wm-image-slider")
-        assert sliders.count() == 1, f"{name}: {sliders.count()} image sliders, expected 1"
-        root = sliders.first
+        root = _only(page, "div.wm-image-slider", name)
         before = root.locator("img").get_attribute("src")
         last = root.locator("input").get_attribute("max")
         root.locator("input").fill("0" if root.get_attribute("data-shown") != "0" else last)
