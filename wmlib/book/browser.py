@@ -150,6 +150,12 @@ class _Files(http.server.SimpleHTTPRequestHandler):
                 return
         super().do_GET()
 
+    def copyfile(self, source, outputfile):
+        try:
+            super().copyfile(source, outputfile)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the page was closed or reloaded during a download: nothing to report
+
     def end_headers(self):
         self.send_header("Access-Control-Allow-Origin", "*")
         self.send_header("Cache-Control", "max-age=3600")
