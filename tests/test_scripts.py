@@ -184,3 +184,32 @@ def test_ablation_progress_carries_cmaes_to_a_fresh_work_folder(tmp_path):
 
     np.testing.assert_array_equal(train(longer / "z", 5, count), train(tmp_path / "straight" / "z", 5))
     assert played == [3, 4]
+
+
+def test_carracing_v2_progress_goes_on_from_a_fresh_clone(tmp_path):
+    """scripts/carracing_v2.py --save-progress, then stage c on a machine without the run: the same V, M and
+    CMA-ES state, and V's and M's measurements, come back; a run already there is never overwritten."""
+    import json
+    run, progress, fresh = tmp_path / "run", tmp_path / "progress", tmp_path / "fresh"
+    wm = run / "wm"
+    save_model(ConvVAE(VAEConfig()), wm, "vae", "carracing", dtype=torch.float16)
+    save_model(MDNRNN(MDNRNNConfig()), wm, "mdnrnn", "carracing", dtype=torch.float16)
+    (wm / "cmaes").mkdir(parents=True)
+    (wm / "cmaes" / "state.npz").write_bytes(b"state")
+    lines = [{"generation": g, "mean_fitness": f, "seconds": 10.0} for g, f in ((1, -60.0), (2, -40.0))]
+    (wm / "cmaes" / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (wm / "run.json").write_text("{}")
+    (run / "m_eval.json").write_text('{"nll_held_out": 0.95}')
+    (wm / "mdnrnn.train.pt").write_bytes(b"not needed to go on")
+    saved = recipes.carracing_v2_save(run, progress)
+    assert "mdnrnn.train.pt" not in saved and "cmaes/state.npz" in saved and "m_eval.json" in saved
+    summary = json.loads((progress / "progress.json").read_text())
+    assert summary["generations"] == 2 and summary["best_mean_fitness"] == -40.0 and summary["cmaes_seconds"] == 20
+    assert recipes.carracing_v2_restore(progress, fresh)
+    for rel in ("vae.safetensors", "mdnrnn.safetensors", "cmaes/state.npz", "cmaes/log.jsonl"):
+        assert (fresh / "wm" / rel).read_bytes() == (wm / rel).read_bytes(), rel
+    assert recipes.is_float16(fresh / "wm" / "vae.safetensors")
+    assert (fresh / "m_eval.json").exists()
+    (fresh / "wm" / "cmaes" / "state.npz").write_bytes(b"went on")
+    assert not recipes.carracing_v2_restore(progress, fresh)  # the run there wins
+    assert (fresh / "wm" / "cmaes" / "state.npz").read_bytes() == b"went on"

@@ -11,6 +11,7 @@ may be resized for the book, the settings that made the shipped weights may not.
 (pretrained/*/model_card.json) records the exact command and what the run measured. The scripts only parse
 the command line and call these, passing the paths (where the shipped weights are).
 """
+import json
 import shutil
 import subprocess
 import time
@@ -698,9 +699,25 @@ V2_MEASURES = ("v_eval.json", "m_eval.json")
 def carracing_v2_save(run_dir: Path, progress: Path) -> list[str]:
     """Copy the search's progress (V2_PROGRESS from RUN_DIR/wm, V2_MEASURES from RUN_DIR) to `progress`,
     replaced all at once. Returns the files copied."""
+    from .export import git_commit, machine
     run_dir = Path(run_dir)
     files = [(run_dir / "wm" / rel, Path(rel)) for rel in V2_PROGRESS if (run_dir / "wm" / rel).exists()]
     files += [(run_dir / rel, Path(rel)) for rel in V2_MEASURES if (run_dir / rel).exists()]
+    log = run_dir / "wm" / "cmaes" / "log.jsonl"
+    gens = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    summary = {
+        "what": "work in progress, not a shipped agent: the next CarRacing V and M, and C's CMA-ES from scratch "
+                "with them (scripts/carracing_v2.py; settings: wmlib.run.recipes.carracing_v2)",
+        "resume": "python scripts/carracing_v2.py --run-dir runs/car-v2 --stages c",
+        "commit": git_commit(), "machine": machine(),
+        "generations": len(gens), "cmaes_seconds": round(sum(g.get("seconds", 0) for g in gens), 1),
+        "last_generation": gens[-1] if gens else None,
+        "best_mean_fitness": max((g["mean_fitness"] for g in gens), default=None),
+        "v": read_json(run_dir / "v_eval.json") if (run_dir / "v_eval.json").exists() else None,
+        "m": read_json(run_dir / "m_eval.json") if (run_dir / "m_eval.json").exists() else None}
+    summary_file = run_dir / "progress.json"
+    write_json(summary_file, summary)
+    files.append((summary_file, Path("progress.json")))
     _copy_tree_atomic(files, Path(progress))
     return [str(rel) for _, rel in files]
 
