@@ -196,13 +196,15 @@ def test_carracing_v2_progress_goes_on_from_a_fresh_clone(tmp_path):
     save_model(MDNRNN(MDNRNNConfig()), wm, "mdnrnn", "carracing", dtype=torch.float16)
     (wm / "cmaes").mkdir(parents=True)
     (wm / "cmaes" / "state.npz").write_bytes(b"state")
-    lines = [{"generation": g, "mean_fitness": f, "seconds": 10.0} for g, f in ((1, -60.0), (2, -40.0))]
+    lines = [{"generation": g, "mean_fitness": f, "best_fitness": f + 30, "seconds": 10.0}
+             for g, f in ((1, -60.0), (2, -40.0))]
     (wm / "cmaes" / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     (wm / "run.json").write_text("{}")
     (run / "m_eval.json").write_text('{"nll_held_out": 0.95}')
     (wm / "mdnrnn.train.pt").write_bytes(b"not needed to go on")
     saved = recipes.carracing_v2_save(run, progress)
     assert "mdnrnn.train.pt" not in saved and "cmaes/state.npz" in saved and "m_eval.json" in saved
+    assert (progress / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((progress / "progress.json").read_text())
     assert summary["generations"] == 2 and summary["best_mean_fitness"] == -40.0 and summary["cmaes_seconds"] == 20
     assert recipes.carracing_v2_restore(progress, fresh)

@@ -718,8 +718,35 @@ def carracing_v2_save(run_dir: Path, progress: Path) -> list[str]:
     summary_file = run_dir / "progress.json"
     write_json(summary_file, summary)
     files.append((summary_file, Path("progress.json")))
+    if gens:
+        files.append((learning_curve(gens, run_dir / "learning_curve.png"), Path("learning_curve.png")))
     _copy_tree_atomic(files, Path(progress))
     return [str(rel) for _, rel in files]
+
+
+def learning_curve(gens: list[dict], path: Path) -> Path:
+    """The search's curve from its log lines: the population's mean and best return per generation, and the
+    distribution mean's score on unseen tracks where it was measured; the paper's 906 for scale."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    g = [x["generation"] for x in gens]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    ax.plot(g, [x["mean_fitness"] for x in gens], label="population mean (training tracks)")
+    ax.plot(g, [x["best_fitness"] for x in gens], lw=0.8, alpha=0.7, label="best candidate")
+    evals = [x for x in gens if "eval_mean" in x]
+    if evals:
+        ax.errorbar([x["generation"] for x in evals], [x["eval_mean"] for x in evals],
+                    yerr=[x["eval_std"] for x in evals], fmt="o", ms=4, capsize=3, label="mean's C, unseen tracks")
+    ax.axhline(906, color="0.5", ls="--", lw=0.8, label="paper: 906")
+    ax.set(xlabel="generation", ylabel="return")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
 
 
 def carracing_v2_restore(progress: Path, run_dir: Path) -> bool:
