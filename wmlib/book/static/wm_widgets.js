@@ -404,9 +404,10 @@
         root.dataset.fps = rate.toFixed(1);
       }
     }
-    function loop() {
-      if (!running) return;
-      if (busy) { requestAnimationFrame(loop); return; }
+    let chain = 0; // each start begins a new chain of frames; an older one stops at its next frame
+    function loop(mine) {
+      if (!running || mine !== chain) return;
+      if (busy) { requestAnimationFrame(() => loop(mine)); return; }
       busy = true;
       step().then(() => {
         busy = false;
@@ -416,22 +417,28 @@
           root.dataset.episodes = (+(root.dataset.episodes || 0) + 1);
           newEpisode();
         }
-        requestAnimationFrame(loop);
+        requestAnimationFrame(() => loop(mine));
       }, (e) => { busy = false; running = false; go.textContent = "start the dream"; status.textContent = "error: " + e.message; root.dataset.error = e.message; });
     }
+    let starting = false;
     async function toggle() {
       if (running) { running = false; go.textContent = "resume"; return; }
+      if (starting) return; // a second click or a repeating key while the models load: one loop only
+      starting = true;
       try {
         await load();
       } catch (e) {
         status.textContent = "could not load the models: " + e.message;
         root.dataset.error = e.message;
         return;
+      } finally {
+        starting = false;
       }
       if (!state) newEpisode();
       running = true;
       go.textContent = "pause";
-      requestAnimationFrame(loop);
+      const mine = ++chain;
+      requestAnimationFrame(() => loop(mine));
     }
     go.addEventListener("click", () => { root.focus(); toggle(); });
     again.addEventListener("click", () => newEpisode());
