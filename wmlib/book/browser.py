@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import file_digest, load_model
+from ..checkpoint import file_digest, load_model, write_text
 from ..controller import Controller, ControllerConfig
 from ..dream import load_initial_z
 from ..errors import WMError
@@ -55,14 +55,6 @@ PAGE_BUDGET = 15_000_000  # bytes of models one page may download
 def asset_script(name: str, data: bytes) -> str:
     """`data` as a classic script that hands it to the page: WM_ASSET(name, base64)."""
     return f"WM_ASSET({json.dumps(name)},\"{base64.b64encode(data).decode('ascii')}\");\n"
-
-
-def _write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
 
 
 def vendor_runtime() -> Path:
@@ -95,7 +87,7 @@ def write_runtime(folder: Path, source: Path | None = None) -> int:
         if not dst.exists():
             data = (source / name).read_bytes()
             if name in WRAPPED:
-                _write_text(dst, asset_script("ort/" + name, data))
+                write_text(dst, asset_script("ort/" + name, data))
             else:
                 out.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source / name, dst)
@@ -119,7 +111,7 @@ def write_models(folder: Path, env: str, weights: Path, parts=("decoder", "m")) 
                     export_decoder(load_model(ConvVAE, VAEConfig, weights, "vae", env)[0].eval(), onnx)
                 else:
                     export_m_step(load_model(MDNRNN, MDNRNNConfig, weights, "mdnrnn", env)[0].eval(), onnx)
-                _write_text(dst, asset_script(name, half_weights(onnx).read_bytes()))
+                write_text(dst, asset_script(name, half_weights(onnx).read_bytes()))
         out[part] = (name, dst.stat().st_size)
     return out
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checkpoint import atomic_path
 from ..mdnrnn import MDNRNN
 from ..vae import ConvVAE
 
@@ -45,8 +46,6 @@ class _MStep(nn.Module):
 
 def _export(module: nn.Module, inputs: tuple, names_in: list, names_out: list, path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     batch = {name: {0: "batch"} for name in names_in + names_out if name not in ("h", "c", "h_next", "c_next")}
     batch.update({name: {1: "batch"} for name in ("h", "c", "h_next", "c_next") if name in names_in + names_out})
     # The TorchScript exporter (dynamo=False): one self-contained file per model, which onnxruntime-web loads
@@ -55,11 +54,10 @@ def _export(module: nn.Module, inputs: tuple, names_in: list, names_out: list, p
     # The tracer warns about the models' input checks (traced as constants: the checks are for torch callers),
     # the LSTM's batch (its state is an input here, which is the fix it asks for) and its own deprecation:
     # none concerns the exported file, which tests/test_onnx_export.py compares with torch.
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), atomic_path(path) as tmp:  # never a half-written model
         warnings.simplefilter("ignore")
         torch.onnx.export(module.eval(), inputs, str(tmp), input_names=names_in, output_names=names_out,
                           dynamic_axes=batch, opset_version=OPSET, dynamo=False)
-    tmp.replace(path)  # a reader's build never sees a half-written model
     return path
 
 
@@ -119,7 +117,6 @@ def half_weights(src, dst=None, min_size: int = 16) -> Path:
     graph.node.extend(nodes)
     onnx.checker.check_model(model)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(dst)
+    with atomic_path(dst) as tmp:
+        onnx.save(model, str(tmp))
     return dst

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import load_model, pick_device, read_json, save_model, save_npz, write_json, write_text
+from ..checkpoint import atomic_path, load_model, pick_device, read_json, save_model, save_npz, write_json, write_text
 from ..cmaes import CMAESConfig
 from ..collect import CollectConfig, collect
 from ..dream import DreamConfig
@@ -742,10 +742,9 @@ def learning_curve(gens: list[dict], path: Path) -> Path:
     ax.set(xlabel="generation", ylabel="return")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 
