@@ -15,6 +15,12 @@ there (`--progress` names another folder).
 
     python scripts/carracing_v2.py --run-dir runs/car-v2 --save-progress   # before a sitting ends
     nohup nice -n 19 python scripts/carracing_v2.py --run-dir runs/car-v2 --stages c &   # on a fresh clone
+
+When the mean's score on unseen tracks passes a milestone (850, then 900), ship the C of the last generation
+with the new V and M: fp16 weights, the learning curve, and a model card with the compute spent and the score
+of the stored weights on 100 unseen tracks (a few minutes on 2 cores):
+
+    python scripts/carracing_v2.py --run-dir runs/car-v2 --ship pretrained/carracing
 """
 import argparse
 from pathlib import Path
@@ -37,7 +43,18 @@ def main():
     ap.add_argument("--progress", type=Path, default=Path("pretrained/carracing/v2-progress"),
                     help="the committed progress of the search (V, M, the CMA-ES state)")
     ap.add_argument("--save-progress", action="store_true", help="copy the run's progress there, and stop")
+    ap.add_argument("--ship", type=Path, metavar="OUT",
+                    help="ship the last generation's C with V and M to OUT, scored on unseen tracks, and stop")
+    ap.add_argument("--episodes", type=int, default=100, help="unseen tracks that --ship scores on")
+    ap.add_argument("--seed", type=int, default=0, help="evaluation seed of --ship")
     args = ap.parse_args()
+    if args.ship:
+        command = (f"python scripts/carracing_v2.py --run-dir {args.run_dir} && python scripts/carracing_v2.py "
+                   f"--run-dir {args.run_dir} --ship {args.ship} --episodes {args.episodes} --seed {args.seed}")
+        card = recipes.carracing_v2_ship(args.run_dir, args.ship, command=command, episodes=args.episodes,
+                                         seed=args.seed, workers=args.workers)
+        print(f"shipped to {args.ship}: {card['status']}")
+        return
     if args.save_progress:
         saved = recipes.carracing_v2_save(args.run_dir, args.progress)
         print(f"saved {len(saved)} files to {args.progress}: {', '.join(saved)}")

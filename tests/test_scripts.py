@@ -215,3 +215,50 @@ def test_carracing_v2_progress_goes_on_from_a_fresh_clone(tmp_path):
     (fresh / "wm" / "cmaes" / "state.npz").write_bytes(b"went on")
     assert not recipes.carracing_v2_restore(progress, fresh)  # the run there wins
     assert (fresh / "wm" / "cmaes" / "state.npz").read_bytes() == b"went on"
+
+
+def test_carracing_v2_ship_writes_weights_curve_and_card(tmp_path):
+    """scripts/carracing_v2.py --ship: the last generation's C with V and M in fp16, the learning curve and a
+    card with the measurements, the compute and the score of the stored weights; a C that is behind its log
+    (a search between its two writes) is refused."""
+    import json
+
+    import numpy as np
+
+    from wmlib.checkpoint import save_npz, write_json
+    from wmlib.run.pipeline import open_run
+    run, out = tmp_path / "run", tmp_path / "out"
+    wm = run / "wm"
+    cfg = recipes.carracing_v2()
+    open_run(wm, cfg)
+    save_model(ConvVAE(VAEConfig()), wm, "vae", "carracing", dtype=torch.float16)
+    save_model(MDNRNN(MDNRNNConfig()), wm, "mdnrnn", "carracing", dtype=torch.float16)
+    save_npz(wm / "initial_z.npz", mu=np.zeros((3, 32), np.float32), logvar=np.zeros((3, 32), np.float32))
+    (wm / "cmaes").mkdir()
+    write_json(wm / "cmaes" / "settings.json", {"cmaes": {"popsize": 16, "rollouts": 4, "max_steps": 1000,
+                                                          "stall_steps": 100}})
+    lines = [{"generation": 1, "mean_fitness": -60.0, "best_fitness": -20.0, "seconds": 100.0},
+             {"generation": 2, "mean_fitness": -40.0, "best_fitness": 10.0, "seconds": 120.0,
+              "eval_mean": 12.5, "eval_std": 3.0}]
+    (wm / "cmaes" / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    write_json(run / "v_eval.json", {"mse_agent_held_out": 0.0011, "epochs": 1.0})
+    write_json(run / "compute.json", {"cores": 2, "seconds": {"vae": 1000.0, "mdnrnn": 500.0}, "note": "from the log"})
+    controller = Controller(ControllerConfig())
+    save_model(controller, wm, "controller", "carracing", extra={"generation": 1})
+    with pytest.raises(WMError, match="generation 1, the log has 2"):
+        recipes.carracing_v2_ship(run, out, command="ship", episodes=1, workers=1)
+    save_model(controller, wm, "controller", "carracing", extra={"generation": 2})
+    card = recipes.carracing_v2_ship(run, out, command="ship", episodes=1, workers=1)
+    for name in ("vae", "mdnrnn", "controller"):
+        assert recipes.is_float16(out / f"{name}.safetensors"), name
+    assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert [json.loads(x)["generation"] for x in (out / "cmaes_log.jsonl").read_text().splitlines()] == [1, 2]
+    assert json.loads((out / "model_card.json").read_text()) == json.loads(json.dumps(card))
+    assert card["training_seconds"] == {"vae": 1000.0, "mdnrnn": 500.0, "controller": 220.0}
+    assert card["cpu_hours"] == round(1720 * 2 / 3600, 1)
+    assert card["learning_curve"]["mean_on_unseen_tracks"] == [{"generation": 2, "mean": 12.5, "std": 3.0}]
+    assert card["measures"]["v"]["mse_agent_held_out"] == 0.0011
+    assert "pop 16 x 4 rollouts, 1,000-step episodes, 2 generations (220 s of generations" in \
+        card["actual_training"]["controller"]
+    assert card["score"]["episodes"] == 1 and np.isfinite(card["score"]["mean"])
+    assert card["status"].startswith(f"{card['score']['mean']:.0f} +- ") and "below 900" in card["status"]

@@ -693,7 +693,7 @@ def is_float16(path: Path) -> bool:
 # measurements, and the CMA-ES state and log (a few kB). About 10 MB, committed at the end of each sitting.
 V2_PROGRESS = ("run.json", "vae.safetensors", "vae.json", "mdnrnn.safetensors", "mdnrnn.json", "initial_z.npz",
                "cmaes/settings.json", "cmaes/state.npz", "cmaes/log.jsonl", "timings.json")
-V2_MEASURES = ("v_eval.json", "m_eval.json")
+V2_MEASURES = ("v_eval.json", "m_eval.json", "compute.json")
 
 
 def carracing_v2_save(run_dir: Path, progress: Path) -> list[str]:
@@ -768,3 +768,76 @@ def carracing_v2_controller(cfg: RunConfig, run_dir: Path) -> None:
     open_run(wm, cfg)
     with timed(wm, "controller"):
         stage_controller(cfg, wm, progress=False)
+
+
+def carracing_v2_ship(run_dir: Path, out: Path, *, command: str, episodes: int = 100, seed: int = 0,
+                      workers: int = 2, executor=None) -> dict:
+    """Ship the search's current C (the distribution mean after its last generation) with the new V and M to
+    `out`: fp16 weights, the search's learning curve (learning_curve.png, cmaes_log.jsonl) and a model card
+    with V's and M's measurements, the compute spent (RUN_DIR/compute.json for the stages before C, the log's
+    seconds for C) and the score of the stored weights on `episodes` unseen tracks. Returns the card."""
+    from .export import export
+    run_dir, out = Path(run_dir), Path(out)
+    wm = run_dir / "wm"
+    log = wm / "cmaes" / "log.jsonl"
+    if not log.exists() or not (wm / "controller.safetensors").exists():
+        raise WMError(f"{run_dir} has no CMA-ES generations yet ({log}): run scripts/carracing_v2.py --run-dir "
+                      f"{run_dir} --stages c first")
+    gens = {}
+    for line in log.read_text().splitlines():
+        g = json.loads(line)
+        gens[g["generation"]] = g  # a resumed run may repeat a line; the last one counts
+    gens = [gens[k] for k in sorted(gens)]
+    c_meta = read_json(wm / "controller.json")
+    if c_meta.get("generation") != len(gens):
+        raise WMError(f"{wm / 'controller.json'} is from generation {c_meta.get('generation')}, the log has "
+                      f"{len(gens)}: wait for the running search to write both, then ship again")
+    cfg, c_cfg = read_json(wm / "run.json"), read_json(wm / "cmaes" / "settings.json")["cmaes"]
+    measures = {name: read_json(run_dir / f"{name}_eval.json") for name in ("v", "m")
+                if (run_dir / f"{name}_eval.json").exists()}
+    compute = read_json(run_dir / "compute.json") if (run_dir / "compute.json").exists() else {}
+    c_seconds = round(sum(g.get("seconds", 0) for g in gens), 1)
+    seconds = {**{k: v for k, v in compute.get("seconds", {}).items()}, "controller": c_seconds}
+    cores = compute.get("cores", workers)
+    packed = run_dir / "series" / "packed" / "lengths.npy"
+    evals = [{"generation": g["generation"], "mean": round(g["eval_mean"], 1), "std": round(g["eval_std"], 1)}
+             for g in gens if "eval_mean" in g]
+    extra = {
+        "data": {"episodes": V2_AGENT_EPISODES + V2_BROWNIAN_EPISODES, "held_out": 2 * V2_HELD_OUT,
+                 "frames": int(np.load(packed).sum()) if packed.exists() else None},
+        "actual_training": {
+            "collect": (f"{V2_AGENT_EPISODES} + {V2_HELD_OUT} episodes of the previous shipped agent with Gaussian "
+                        f"noise {cfg['iterate']['noise']} on its actions and {V2_BROWNIAN_EPISODES} + {V2_HELD_OUT} "
+                        f"brownian ones, up to {cfg['collect']['max_steps']:,} steps (the + {V2_HELD_OUT} held out "
+                        "to measure V and M)"),
+            "vae": (f"{measures.get('v', {}).get('epochs', cfg['vae_train']['epochs'])} epoch(s) of batch "
+                    f"{cfg['vae_train']['batch_size']} on {V2_AGENT_EPISODES + V2_BROWNIAN_EPISODES} episodes, "
+                    f"lr {cfg['vae_train']['lr']}"),
+            "mdnrnn": (f"{cfg['mdnrnn_train']['steps']:,} steps of {cfg['mdnrnn_train']['batch_size']} sequences x "
+                       f"{cfg['mdnrnn_train']['seq_len']} steps, lr {cfg['mdnrnn_train']['lr']} decaying to "
+                       f"{cfg['mdnrnn_train']['min_lr']}"),
+            "controller": (f"CMA-ES in the real game, z + h linear, pop {c_cfg['popsize']} x {c_cfg['rollouts']} "
+                           f"rollouts, {c_cfg['max_steps']:,}-step episodes, {len(gens)} generations ({c_seconds:.0f} s "
+                           f"of generations, {workers} worker processes; a training episode ended after "
+                           f"{c_cfg.get('stall_steps')} steps without a new tile, evaluation episodes never; spread "
+                           "over several sittings, resumed from cmaes/state.npz); C is the distribution mean after "
+                           "the last generation"),
+            "last_generations_mean_fitness": [round(g["mean_fitness"], 1) for g in gens[-10:]],
+        },
+        "measures": measures,
+        "training_seconds": seconds,
+        "cpu_hours": round(sum(seconds.values()) * cores / 3600, 1),
+        "compute_note": compute.get("note", "the stages before C were not timed"),
+        "learning_curve": {"figure": "learning_curve.png", "log": "cmaes_log.jsonl", "mean_on_unseen_tracks": evals},
+    }
+    card = export(wm, out, "carracing", episodes=episodes, seed=seed, command=command, workers=workers,
+                  progress=False, extra=extra, executor=executor)
+    score = card["score"]
+    card["status"] = (f"{score['mean']:.0f} +- {score['std']:.0f} over {score['episodes']} unseen tracks, C after "
+                      f"generation {len(gens)} of its search; "
+                      + ("at least 900: CarRacing solved" if score["mean"] >= 900 else
+                         "below 900, the mark of a solved CarRacing: the search goes on"))
+    write_json(out / "model_card.json", card)
+    learning_curve(gens, out / "learning_curve.png")
+    write_text(out / "cmaes_log.jsonl", "".join(json.dumps(g) + "\n" for g in gens))
+    return card
