@@ -37,12 +37,12 @@ from .doom import (c_policy, controller_in_dream, dream_along, fireball_mask, fi
 from .browser import dream_widget, latent_explorer
 from .figures import figure_png, image_slider, mosaic, png, side_by_side
 from .notebook import (book_run_config, decode, encode, glue, on_colab, quote, repo_root, run_stage, setup,
-                       shipped_weights, show_frames, video, video_bytes)
+                       shipped_weights, shown_path, show_frames, video, video_bytes)
 
 __all__ = [
     # set-up and sizes
     "setup", "on_colab", "PROFILES", "CHAPTER_SIZES", "chapter_sizes", "book_run_config", "repo_root",
-    "shipped_weights",
+    "shipped_weights", "shown_path",
     # glue
     "glue", "quote",
     # pictures

@@ -25,7 +25,7 @@ from ..dream import DreamConfig
 from ..run.profiles import RunConfig, get_config
 from ..studies.dreamcheck import controller_in_dream  # noqa: F401  (re-exported for chapter 9)
 from ..studies.tausweep import tau_sweep
-from .notebook import repo_root, shipped_weights
+from .notebook import repo_root, shipped_weights, shown_path
 
 # The weights and the folder of results computed from them
 
@@ -53,15 +53,6 @@ def open_weights(profile: str) -> tuple[Path, Path]:
           + (f"; not shipped, so computed here when needed: {', '.join(missing)}" if missing else ""))
     # Results the chapter computes itself (when the weights do not ship them), per profile and per V and M
     return weights, live_dir(root, weights, profile)
-
-
-def shown_path(path: Path, root: Path) -> str:
-    """`path` as a chapter prints it: relative to the repository root when inside it (no build machine's
-    folders in a chapter's output), else as it is (a folder the reader named)."""
-    try:
-        return str(Path(path).resolve().relative_to(Path(root).resolve()))
-    except ValueError:
-        return str(path)
 
 
 def live_dir(root: Path, weights: Path, profile: str) -> Path:

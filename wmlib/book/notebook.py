@@ -209,6 +209,19 @@ def repo_root() -> Path:
     return here.parent if (here.parent / "wmlib").is_dir() else here
 
 
+def shown_path(path: Path, root: Path | None = None) -> str:
+    """`path` as a chapter prints it: relative to the repository root (`root`, by default repo_root()) when
+    inside it, so that no building machine's folders appear in a chapter's output; else as it is (a folder
+    the reader named).
+
+    Introduced in chapter 7.
+    """
+    try:
+        return str(Path(path).resolve().relative_to(Path(root or repo_root()).resolve()))
+    except ValueError:
+        return str(path)
+
+
 def shipped_weights(env: str) -> Path:
     """The folder of the shipped, properly trained V, M and C of `env` (pretrained/ENV, with model_card.json):
     the exhibits the chapters show. WMLIB_CARRACING_WEIGHTS or WMLIB_DOOM_WEIGHTS points elsewhere.
