@@ -258,6 +258,8 @@ def test_carracing_v2_ship_writes_weights_curve_and_card(tmp_path):
     assert card["cpu_hours"] == round(1720 * 2 / 3600, 1)
     assert card["learning_curve"]["mean_on_unseen_tracks"] == [{"generation": 2, "mean": 12.5, "std": 3.0}]
     assert card["measures"]["v"]["mse_agent_held_out"] == 0.0011
+    assert card["data"]["policies"] == {"agent": 600, "brownian": 400} and card["actual_training"]["vae"].startswith(
+        "1 epoch of batch 100 on 1000 episodes")
     assert "pop 16 x 4 rollouts, 1,000-step episodes, 2 generations (220 s of generations" in \
         card["actual_training"]["controller"]
     assert card["score"]["episodes"] == 1 and np.isfinite(card["score"]["mean"])

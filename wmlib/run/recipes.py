@@ -800,17 +800,20 @@ def carracing_v2_ship(run_dir: Path, out: Path, *, command: str, episodes: int =
     seconds = {**{k: v for k, v in compute.get("seconds", {}).items()}, "controller": c_seconds}
     cores = compute.get("cores", workers)
     packed = run_dir / "series" / "packed" / "lengths.npy"
+    epochs = float(measures.get("v", {}).get("epochs", cfg["vae_train"]["epochs"]))
     evals = [{"generation": g["generation"], "mean": round(g["eval_mean"], 1), "std": round(g["eval_std"], 1)}
              for g in gens if "eval_mean" in g]
     extra = {
         "data": {"episodes": V2_AGENT_EPISODES + V2_BROWNIAN_EPISODES, "held_out": 2 * V2_HELD_OUT,
+                 "policies": {"agent": V2_AGENT_EPISODES, "brownian": V2_BROWNIAN_EPISODES},
+                 "agent_noise": cfg["iterate"]["noise"],
                  "frames": int(np.load(packed).sum()) if packed.exists() else None},
         "actual_training": {
             "collect": (f"{V2_AGENT_EPISODES} + {V2_HELD_OUT} episodes of the previous shipped agent with Gaussian "
                         f"noise {cfg['iterate']['noise']} on its actions and {V2_BROWNIAN_EPISODES} + {V2_HELD_OUT} "
                         f"brownian ones, up to {cfg['collect']['max_steps']:,} steps (the + {V2_HELD_OUT} held out "
                         "to measure V and M)"),
-            "vae": (f"{measures.get('v', {}).get('epochs', cfg['vae_train']['epochs'])} epoch(s) of batch "
+            "vae": (f"{epochs:g} epoch{'' if epochs == 1 else 's'} of batch "
                     f"{cfg['vae_train']['batch_size']} on {V2_AGENT_EPISODES + V2_BROWNIAN_EPISODES} episodes, "
                     f"lr {cfg['vae_train']['lr']}"),
             "mdnrnn": (f"{cfg['mdnrnn_train']['steps']:,} steps of {cfg['mdnrnn_train']['batch_size']} sequences x "
