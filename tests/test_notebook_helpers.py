@@ -181,3 +181,36 @@ def test_run_stage_log_has_no_clock_times_or_machine_paths(tmp_path, monkeypatch
     assert run_stage("collect", stage, None, tmp_path / "run") == 7
     out = capsys.readouterr().out
     assert out.splitlines() == ["[collect] 3 episodes into runs/x", "plain line 12:00:00 stays"]
+
+
+def test_search_progress_reads_the_committed_search(tmp_path):
+    """search_progress (chapter 7): one record per generation, the last of a repeated line (a resumed search),
+    the optional measurements as None when missing; a folder without a search is refused, naming the fix."""
+    import json
+
+    from wmlib.book import search_progress
+    from wmlib.errors import WMError
+    with pytest.raises(WMError, match="--save-progress"):
+        search_progress(tmp_path)
+    (tmp_path / "cmaes").mkdir()
+    lines = [{"generation": 1, "mean_fitness": -60.0}, {"generation": 2, "mean_fitness": -50.0},
+             {"generation": 2, "mean_fitness": -40.0, "eval_mean": 12.0, "eval_std": 3.0}]
+    (tmp_path / "cmaes" / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (tmp_path / "cmaes" / "settings.json").write_text('{"cmaes": {"popsize": 16}}')
+    (tmp_path / "m_eval.json").write_text('{"nll_held_out": 0.95}')
+    found = search_progress(tmp_path)
+    assert [g["mean_fitness"] for g in found["generations"]] == [-60.0, -40.0]
+    assert found["settings"]["cmaes"]["popsize"] == 16 and found["m"] == {"nll_held_out": 0.95}
+    assert found["v"] is None and found["compute"] is None and found["summary"] is None
+
+
+def test_the_committed_search_has_what_chapter_7_reads():
+    """pretrained/carracing/v2-progress, as --save-progress commits it: chapter 7 quotes its data, V's and M's
+    measurements, the compute before C and the unseen-track scores."""
+    from wmlib.book import search_progress
+    from .helpers import ROOT
+    found = search_progress(ROOT / "pretrained" / "carracing" / "v2-progress")
+    assert found["summary"]["data"]["policies"] and found["v"]["held_out_over_training"] > 0
+    assert found["m"]["nll_held_out"] > 0 and found["compute"]["seconds"] and found["compute"]["cores"] >= 1
+    assert any("eval_mean" in g for g in found["generations"])
+    assert [g["generation"] for g in found["generations"]] == list(range(1, len(found["generations"]) + 1))

@@ -31,7 +31,7 @@ from ..studies.dreamcheck import (BatchPolicy, dream_check, dream_check_markdown
 from ..studies.tausweep import sweep_markdown, tau_dir
 from ..train_mdnrnn import mdnrnn_loss, sample_windows
 from ..vae import VAEOutput, kl_divergence
-from .carracing import HELDOUT_SEED, carracing_heldout, road_bend, road_mask
+from .carracing import HELDOUT_SEED, carracing_heldout, road_bend, road_mask, search_progress
 from .doom import (c_policy, controller_in_dream, dream_along, fireball_mask, fireball_pixels, live_sweep,
                    open_weights, play_dream, play_real, round_weights, sweep_dir)
 from .browser import dream_widget, latent_explorer
@@ -53,7 +53,7 @@ __all__ = [
     "image_slider", "figure_png",
     # the chapters' shared helpers
     "run_stage", "encode", "decode",
-    "carracing_heldout", "road_mask", "road_bend", "HELDOUT_SEED",
+    "carracing_heldout", "road_mask", "road_bend", "HELDOUT_SEED", "search_progress",
     "open_weights", "live_sweep", "sweep_dir", "fireball_mask", "fireball_pixels", "play_real", "play_dream",
     "c_policy", "round_weights", "controller_in_dream", "dream_along",
     # stages and studies the chapters drive

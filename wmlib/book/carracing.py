@@ -1,5 +1,6 @@
 """What chapters 3 (V) and 5 (M) of the book share about CarRacing: the held-out episodes both test on, and the
-road as a measure (how much of a frame is road, and whether the road ahead bends).
+road as a measure (how much of a frame is road, and whether the road ahead bends); and, for chapter 7, the
+search for the next CarRacing agent in progress (search_progress).
 
 Both chapters show the shipped models (pretrained/carracing) on episodes none of them trained on: the shipped
 agent driving (with a little noise on its actions), so that road and turns are in view, and the run's own
@@ -8,13 +9,16 @@ them there. Their sizes are chapter 3's (CHAPTER_SIZES["v_carracing"]), so both 
 frames.
 """
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import file_digest
+from ..checkpoint import file_digest, read_json
+from ..errors import WMError
 from ..collect import collect
 from ..run.profiles import chapter_sizes
+from .notebook import repo_root
 
 HELDOUT_SEED = 10_000  # held-out episodes come from another seed stream than a run's own
 
@@ -80,3 +84,37 @@ def road_bend(mask) -> np.ndarray:
             return np.where(count > 5, (band * cols).sum(axis=(1, 2)) / np.maximum(count, 1), np.nan)
 
     return centre(FAR_ROWS) - centre(NEAR_ROWS)
+
+
+SEARCH_PROGRESS = Path("pretrained") / "carracing" / "v2-progress"
+
+
+def search_progress(folder: Path | None = None) -> dict:
+    """The search for the next CarRacing agent, as committed between sittings (scripts/carracing_v2.py
+    --save-progress; by default pretrained/carracing/v2-progress, looked for like the shipped weights):
+    {"generations": one record per CMA-ES generation (mean, best and worst fitness, sigma, seconds, and every
+    few generations the distribution mean's score on unseen tracks, eval_mean and eval_std), "settings": the
+    search's CMA-ES and C settings, "summary": progress.json, "v", "m": V's and M's measurements, "compute":
+    the stages before C (compute.json), "folder"}.
+
+    Introduced in chapter 7.
+    """
+    places = [Path(folder)] if folder is not None else [repo_root() / SEARCH_PROGRESS,
+                                                         Path(__file__).resolve().parents[2] / SEARCH_PROGRESS]
+    for place in dict.fromkeys(places):
+        log = place / "cmaes" / "log.jsonl"
+        if log.exists():
+            break
+    else:
+        raise WMError(f"no search in progress at {' or '.join(str(p) for p in dict.fromkeys(places))} (no "
+                      "cmaes/log.jsonl): pass the folder that `scripts/carracing_v2.py --save-progress` wrote")
+    records = {}
+    for line in log.read_text().splitlines():
+        record = json.loads(line)
+        records[record["generation"]] = record  # a resumed search may repeat a line; the last one counts
+    optional = {name: place / f"{name}.json" for name in ("v_eval", "m_eval", "compute")}
+    optional = {name: read_json(path) if path.exists() else None for name, path in optional.items()}
+    return {"generations": [records[g] for g in sorted(records)],
+            "settings": read_json(place / "cmaes" / "settings.json"),
+            "summary": read_json(place / "progress.json") if (place / "progress.json").exists() else None,
+            "v": optional["v_eval"], "m": optional["m_eval"], "compute": optional["compute"], "folder": place}

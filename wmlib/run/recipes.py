@@ -705,11 +705,15 @@ def carracing_v2_save(run_dir: Path, progress: Path) -> list[str]:
     files += [(run_dir / rel, Path(rel)) for rel in V2_MEASURES if (run_dir / rel).exists()]
     log = run_dir / "wm" / "cmaes" / "log.jsonl"
     gens = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    run = read_json(run_dir / "wm" / "run.json") if (run_dir / "wm" / "run.json").exists() else {}
     summary = {
         "what": "work in progress, not a shipped agent: the next CarRacing V and M, and C's CMA-ES from scratch "
                 "with them (scripts/carracing_v2.py; settings: wmlib.run.recipes.carracing_v2)",
         "resume": "python scripts/carracing_v2.py --run-dir runs/car-v2 --stages c",
         "commit": git_commit(), "machine": machine(),
+        "data": {"episodes": V2_AGENT_EPISODES + V2_BROWNIAN_EPISODES, "held_out": 2 * V2_HELD_OUT,
+                 "policies": {"agent": V2_AGENT_EPISODES, "brownian": V2_BROWNIAN_EPISODES},
+                 "agent_noise": run.get("iterate", {}).get("noise")},
         "generations": len(gens), "cmaes_seconds": round(sum(g.get("seconds", 0) for g in gens), 1),
         "last_generation": gens[-1] if gens else None,
         "best_mean_fitness": max((g["mean_fitness"] for g in gens), default=None),
