@@ -8,7 +8,11 @@ game). Stages, each resuming where it stopped (rerun the same command after an i
   v  collect the episodes (only the missing ones), train V, write RUN_DIR/v_eval.json (V's error on held-out
      agent frames against training frames);
   m  encode the episodes with V, train M in RUN_DIR/wm, write RUN_DIR/m_eval.json (held-out against training);
-  c  CMA-ES in RUN_DIR/wm/cmaes, with V and M stored in float16 as they will be shipped.
+  c  CMA-ES in RUN_DIR/wm/cmaes, with V and M stored in float16 as they will be shipped;
+  ablation  the paper's ablation with the new V and M, at the search's settings for --ablation-generations
+     generations per controller (z and z_hidden from scratch, zh the search's own first generations), each
+     scored on 100 unseen tracks: its progress and table in pretrained/carracing/v2-ablation (not in the
+     default --stages; run it once the search has that many generations).
 Between sittings: `--save-progress` copies V, M (float16, ~10 MB), their measurements and the CMA-ES state
 (a few kB) to pretrained/carracing/v2-progress, which is committed; on a fresh clone, stage c starts from
 there (`--progress` names another folder).
@@ -33,7 +37,7 @@ from wmlib.run import recipes
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run-dir", type=Path, default=Path("runs/car-v2"))
-    ap.add_argument("--stages", default="v,m,c", help="comma-separated, of v, m, c (default: all, in order)")
+    ap.add_argument("--stages", default="v,m,c", help="comma-separated, of v, m, c, ablation (default: v,m,c)")
     ap.add_argument("--agent-weights", type=Path, default=Path("pretrained/carracing"),
                     help="the agent that plays the on-policy episodes")
     ap.add_argument("--v-epochs", type=float, default=1)
@@ -43,6 +47,9 @@ def main():
     ap.add_argument("--progress", type=Path, default=Path("pretrained/carracing/v2-progress"),
                     help="the committed progress of the search (V, M, the CMA-ES state)")
     ap.add_argument("--save-progress", action="store_true", help="copy the run's progress there, and stop")
+    ap.add_argument("--ablation-generations", type=int, default=75, help="CMA-ES generations per ablation controller")
+    ap.add_argument("--ablation-dir", type=Path, default=recipes.V2_ABLATION,
+                    help="the ablation's progress and table (default pretrained/carracing/v2-ablation)")
     ap.add_argument("--ship", type=Path, metavar="OUT",
                     help="ship the last generation's C with V and M to OUT, scored on unseen tracks, and stop")
     ap.add_argument("--episodes", type=int, default=100, help="unseen tracks that --ship scores on")
@@ -58,10 +65,14 @@ def main():
     if args.save_progress:
         saved = recipes.carracing_v2_save(args.run_dir, args.progress)
         print(f"saved {len(saved)} files to {args.progress}: {', '.join(saved)}")
+        work = args.run_dir / f"ablation-{args.ablation_generations}"
+        if work.exists():
+            kinds = recipes.save_progress(work, args.ablation_dir / f"progress-{args.ablation_generations}")
+            print(f"saved the ablation's progress of {', '.join(kinds) or 'no controller'} to {args.ablation_dir}")
         return
     stages = args.stages.split(",")
-    if set(stages) - {"v", "m", "c"}:
-        ap.error(f"--stages takes v, m and c, got {args.stages!r}")
+    if set(stages) - {"v", "m", "c", "ablation"}:
+        ap.error(f"--stages takes v, m, c and ablation, got {args.stages!r}")
     torch.set_num_threads(1)  # small models on a busy 2-core CPU: one thread is much faster
     cfg = recipes.carracing_v2(args.workers, args.v_epochs, args.m_steps, args.generations)
     if "v" in stages:
@@ -72,6 +83,14 @@ def main():
         if recipes.carracing_v2_restore(args.progress, args.run_dir):
             print(f"started from the committed progress in {args.progress}")
         recipes.carracing_v2_controller(cfg, args.run_dir)
+    if "ablation" in stages:
+        if recipes.carracing_v2_restore(args.progress, args.run_dir):
+            print(f"started from the committed progress in {args.progress}")
+        command = (f"python scripts/carracing_v2.py --run-dir {args.run_dir} --stages ablation "
+                   f"--ablation-generations {args.ablation_generations}")
+        res = recipes.carracing_v2_ablation(cfg, args.run_dir, args.ablation_dir,
+                                            generations=args.ablation_generations, command=command)
+        print(res["markdown"])
 
 
 if __name__ == "__main__":

@@ -848,3 +848,28 @@ def carracing_v2_ship(run_dir: Path, out: Path, *, command: str, episodes: int =
     learning_curve(gens, out / "learning_curve.png")
     write_text(out / "cmaes_log.jsonl", "".join(json.dumps(g) + "\n" for g in gens))
     return card
+
+
+V2_ABLATION = Path("pretrained") / "carracing" / "v2-ablation"  # its progress between sittings, then its table
+
+
+def carracing_v2_ablation(cfg: RunConfig, run_dir: Path, ship_dir: Path, *, generations: int = 75,
+                          episodes: int = 100, command: str) -> dict:
+    """The paper's ablation with the new V and M (RUN_DIR/wm), each controller at the search's settings for
+    `generations` generations (75 x 16 x 4 = 4,800 episodes, 5x the first ablation's 960): z and z_hidden
+    from scratch, and zh, which at these settings is the search itself, from the search's own first
+    `generations` generations (replayed, no episode played). Each controller's progress goes to
+    ship_dir/progress-GENERATIONS once it is scored (and with --save-progress), and a fresh clone starts from
+    it; the finished table to ship_dir (ablation.json, ablation.md)."""
+    run_dir, ship_dir = Path(run_dir), Path(ship_dir)
+    wm, work = run_dir / "wm", run_dir / f"ablation-{generations}"
+    cfg = replace(cfg, cmaes=replace(cfg.cmaes, generations=generations))
+    restored = restore_progress(ship_dir, generations, work)
+    if restored:
+        log_err(f"[carracing-v2] ablation: resuming {', '.join(restored)} from the progress in {ship_dir}")
+    seed_zh(wm, work / "zh", generations)
+    progress = ship_dir / f"progress-{generations}"
+    res = ablation(wm, cfg, work, episodes=episodes, kinds=KINDS, log=log_err, progress=False,
+                   after_kind=lambda kind: save_progress(work, progress))
+    ship(work, ship_dir, command, "scripts/carracing_v2.py (the new V and M, stored in float16)", cfg.seed + 1)
+    return res
