@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import file_digest, read_json
-from ..errors import WMError
 from ..collect import collect
+from ..errors import WMError
 from ..run.profiles import chapter_sizes
 from .notebook import repo_root
 

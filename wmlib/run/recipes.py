@@ -801,7 +801,7 @@ def carracing_v2_ship(run_dir: Path, out: Path, *, command: str, episodes: int =
                 if (run_dir / f"{name}_eval.json").exists()}
     compute = read_json(run_dir / "compute.json") if (run_dir / "compute.json").exists() else {}
     c_seconds = round(sum(g.get("seconds", 0) for g in gens), 1)
-    seconds = {**{k: v for k, v in compute.get("seconds", {}).items()}, "controller": c_seconds}
+    seconds = {**compute.get("seconds", {}), "controller": c_seconds}
     cores = compute.get("cores", workers)
     packed = run_dir / "series" / "packed" / "lengths.npy"
     epochs = float(measures.get("v", {}).get("epochs", cfg["vae_train"]["epochs"]))
