@@ -163,7 +163,10 @@ def replay(es, state_dir: Path, cfg: CMAESConfig):
                       "CMA-ES from scratch") from e
     for g in range(len(fitness)):
         sols = np.asarray(es.ask())
-        if not np.isclose(sols.sum(), checksums[g], rtol=1e-9, atol=1e-9):
+        # Another machine's BLAS rounds cma's eigendecomposition differently in the last bits, and that
+        # drift grows to a few 1e-9 of the sum over a hundred generations; another seed or cma version
+        # differs from the first generation on, at order 1.
+        if not np.isclose(sols.sum(), checksums[g], rtol=1e-6, atol=1e-6):
             raise WMError(f"the CMA-ES state in {state_dir} does not replay (generation {g} differs: another "
                           "cma version or seed?); delete that folder to restart CMA-ES")
         es.tell(list(sols), list(-fitness[g]))
