@@ -140,3 +140,53 @@ def test_cmaes_replays_another_machines_rounding_but_refuses_another_search(tmp_
     (tmp_path / "other" / "cmaes" / "state.npz").replace(state)
     with pytest.raises(WMError, match="does not replay"):
         train(tmp_path / "run", 3)
+
+
+def _toy_search(out, generations, *, diagonal_from=None, seed=1, played=None):
+    from wmlib.cmaes import CMAESConfig, train_cmaes
+    from wmlib.controller import ControllerConfig
+    ccfg = ControllerConfig(kind="z", z_size=4, rnn_hidden=4, action_size=1)
+
+    def evaluate(solutions, generation):
+        if played is not None:
+            played.append(generation)
+        return -np.sum((np.asarray(solutions) - 0.3) ** 2, axis=1, keepdims=True).repeat(2, axis=1)
+
+    cfg = CMAESConfig(popsize=4, rollouts=2, generations=generations, eval_every=0, diagonal_from=diagonal_from)
+    c = train_cmaes(evaluate, ccfg, cfg, out_dir=out, env="doom", seed=seed, log=lambda m: None, progress=False)
+    import json
+    log = [json.loads(x) for x in (out / "cmaes" / "log.jsonl").read_text().splitlines()]
+    return c.get_flat(), [{k: v for k, v in x.items() if k != "seconds"} for x in log]
+
+
+def test_a_full_search_goes_on_as_sep_cmaes_and_resumes_without_its_full_generations(tmp_path):
+    """diagonal_from=G: generations G+1.. are sep-CMA-ES from the full search's mean and step size at G
+    (cmaes/switch.npz). Killed and resumed anywhere, it ends where the uninterrupted search ends; once it has
+    switched, its replay never asks the full generations again, so a machine whose BLAS would draw them
+    otherwise (here: their checksums spoiled) still resumes it."""
+    import pytest
+
+    from wmlib.checkpoint import save_npz
+    from wmlib.errors import WMError
+    full_c, full_log = _toy_search(tmp_path / "full", 6, diagonal_from=3)
+    assert [x.get("diagonal", False) for x in full_log] == [False] * 3 + [True] * 3
+    with np.load(tmp_path / "full" / "cmaes" / "switch.npz") as f:
+        assert int(f["generation"]) == 3 and f["mean"].shape == full_c.shape and f["sigma"] > 0
+    # a full search saved before the option, given diagonal_from at the generation it has reached
+    _toy_search(tmp_path / "run", 3)
+    _toy_search(tmp_path / "run", 4, diagonal_from=3)
+    state = tmp_path / "run" / "cmaes" / "state.npz"
+    with np.load(state) as f:
+        saved = dict(f)
+    saved["checksum"][:3] += 1.0  # the full generations no longer replay here
+    save_npz(state, **saved)
+    played = []
+    c, log = _toy_search(tmp_path / "run", 6, diagonal_from=3, played=played)
+    assert played == [4, 5] and log == full_log and np.array_equal(c, full_c)
+    # a full search past the generation where the settings switch, without the switch's file, is refused
+    _toy_search(tmp_path / "late", 4)
+    with pytest.raises(WMError, match="other settings"):
+        _toy_search(tmp_path / "late", 6, diagonal_from=3)
+    (tmp_path / "run" / "cmaes" / "switch.npz").unlink()
+    with pytest.raises(WMError, match="switch.npz"):
+        _toy_search(tmp_path / "run", 6, diagonal_from=3)

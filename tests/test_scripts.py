@@ -240,7 +240,7 @@ def test_carracing_v2_ship_writes_weights_curve_and_card(tmp_path):
                                                           "stall_steps": 100}})
     lines = [{"generation": 1, "mean_fitness": -60.0, "best_fitness": -20.0, "seconds": 100.0},
              {"generation": 2, "mean_fitness": -40.0, "best_fitness": 10.0, "seconds": 120.0,
-              "eval_mean": 12.5, "eval_std": 3.0}]
+              "eval_mean": 12.5, "eval_std": 3.0, "workers": 16}]  # played on a 16-core machine
     (wm / "cmaes" / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     write_json(run / "v_eval.json", {"mse_agent_held_out": 0.0011, "epochs": 1.0})
     write_json(run / "compute.json", {"cores": 2, "seconds": {"vae": 1000.0, "mdnrnn": 500.0}, "note": "from the log"})
@@ -256,12 +256,12 @@ def test_carracing_v2_ship_writes_weights_curve_and_card(tmp_path):
     assert [json.loads(x)["generation"] for x in (out / "cmaes_log.jsonl").read_text().splitlines()] == [1, 2]
     assert json.loads((out / "model_card.json").read_text()) == json.loads(json.dumps(card))
     assert card["training_seconds"] == {"vae": 1000.0, "mdnrnn": 500.0, "controller": 220.0}
-    assert card["cpu_hours"] == round(1720 * 2 / 3600, 1)
+    assert card["cpu_hours"] == round((1600 * 2 + 120 * 16) / 3600, 1)
     assert card["learning_curve"]["mean_on_unseen_tracks"] == [{"generation": 2, "mean": 12.5, "std": 3.0}]
     assert card["measures"]["v"]["mse_agent_held_out"] == 0.0011
     assert card["data"]["policies"] == {"agent": 600, "brownian": 400} and card["actual_training"]["vae"].startswith(
         "1 epoch of batch 100 on 1000 episodes")
-    assert "pop 16 x 4 rollouts, 1,000-step episodes, 2 generations (220 s of generations" in \
+    assert "pop 16 x 4 rollouts, 1,000-step episodes, 2 generations (220 s of generations, 2 or 16 worker" in \
         card["actual_training"]["controller"]
     assert card["score"]["episodes"] == 1 and np.isfinite(card["score"]["mean"])
     assert card["status"].startswith(f"{card['score']['mean']:.0f} +- ") and "below 900" in card["status"]

@@ -9,6 +9,14 @@ Resume without pickles: cma draws its samples from our own numpy Generator, so i
 a function of the fitness values it was told. cmaes/state.npz keeps those (and a checksum of every
 generation's candidates); resuming replays ask/tell from them, checks the candidates match, and
 carries on exactly as if never interrupted.
+
+Full CMA-ES samples through an eigendecomposition of its covariance, and with 867 parameters and a
+population of 16 that covariance stays close to the identity: its eigenvectors are ill-defined, and another
+machine's BLAS rounds them into other candidates (seen from generation 11 on an Intel machine, where the
+state was saved on an AMD one). `diagonal_from=G` continues a search from generation G on as sep-CMA-ES
+(Ros & Hansen 2008: a diagonal covariance, elementwise updates, linear time), started from the full
+search's mean and step size, which cmaes/switch.npz keeps: from then on the replay needs neither the full
+search's generations nor the same BLAS, and any machine resumes the search.
 """
 import dataclasses
 import json
@@ -21,6 +29,7 @@ import numpy as np
 from .checkpoint import atomic_path, read_json, save_model, save_npz, write_json
 from .controller import Controller, ControllerConfig
 from .errors import WMError, check_fields
+from .parallel import resolve_workers
 
 
 @dataclass
@@ -37,20 +46,28 @@ class CMAESConfig:
     eval_episodes: int = 1024
     where: str = "real"  # "real": rollouts in the game; "dream": inside M (Doom)
     stall_steps: int | None = None  # real game: end a training episode after this many steps without reward
+    diagonal_from: int | None = None  # from this generation on, sep-CMA-ES from the mean and step size there
 
     def __post_init__(self):
         check_fields(self, positive=("popsize", "rollouts", "sigma0", "max_steps", "stall_steps"),
-                     non_negative=("generations", "weight_decay", "workers", "eval_every", "eval_episodes"))
+                     non_negative=("generations", "weight_decay", "workers", "eval_every", "eval_episodes",
+                                   "diagonal_from"))
 
 
-def make_es(n_params: int, cfg: CMAESConfig, seed: int):
-    """cma's CMAEvolutionStrategy for n_params, drawing its samples from our own seeded generator. Chapter 6."""
+def make_es(n_params: int, cfg: CMAESConfig, seed: int, *, start: dict | None = None):
+    """cma's CMAEvolutionStrategy for n_params, drawing its samples from our own seeded generator. Chapter 6.
+
+    start: {"generation", "mean", "sigma"}, the point where a search goes on as sep-CMA-ES (diagonal_from)."""
     import cma  # imported here: it pulls in scipy, seconds that every other command would pay
 
-    rng = np.random.default_rng([seed, 3])
-    return cma.CMAEvolutionStrategy(np.zeros(n_params), cfg.sigma0, {
-        "popsize": cfg.popsize, "seed": np.nan,  # nan: leave numpy's global RNG alone
-        "randn": lambda *shape: rng.standard_normal(shape), "verbose": -9})
+    key = [seed, 3] if start is None else [seed, 3, int(start["generation"])]
+    rng = np.random.default_rng(key)
+    opts = {"popsize": cfg.popsize, "seed": np.nan,  # nan: leave numpy's global RNG alone
+            "randn": lambda *shape: rng.standard_normal(shape), "verbose": -9}
+    if start is None:
+        return cma.CMAEvolutionStrategy(np.zeros(n_params), cfg.sigma0, opts)
+    return cma.CMAEvolutionStrategy(np.asarray(start["mean"], dtype=np.float64), float(start["sigma"]),
+                                    {**opts, "CMA_diagonal": True})
 
 
 def fitness_of(returns: np.ndarray, solutions: np.ndarray, weight_decay: float) -> np.ndarray:
@@ -90,8 +107,7 @@ def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: C
     state_dir.mkdir(parents=True, exist_ok=True)
     controller = Controller(controller_config)
     check_settings(state_dir, cfg, controller_config, seed, env)
-    es = make_es(controller.num_params, cfg, seed)
-    fitness, returns_hist, checksums = replay(es, state_dir, cfg)
+    es, fitness, returns_hist, checksums = replay_state(controller.num_params, cfg, seed, state_dir)
     if len(fitness):
         log(f"resumed CMA-ES after generation {len(fitness)}")
     if log_path.exists():
@@ -99,6 +115,8 @@ def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: C
 
     ran = len(fitness) < cfg.generations  # new generations to play (else a pure replay)
     for g in range(len(fitness), cfg.generations):
+        if g == cfg.diagonal_from:
+            es = switch_to_diagonal(es, g, cfg, seed, state_dir, log)
         t0 = time.monotonic()
         sols = np.asarray(es.ask())
         rets = np.asarray(evaluate_population(sols, g), dtype=np.float64)
@@ -110,7 +128,9 @@ def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: C
         record = {"cmaes_state": state_name, "generation": g + 1, "mean_fitness": float(fit.mean()),
                   "best_fitness": float(fit.max()),
                   "worst_fitness": float(fit.min()), "sigma": float(es.sigma),
-                  "seconds": round(time.monotonic() - t0, 2)}
+                  "seconds": round(time.monotonic() - t0, 2), "workers": resolve_workers(cfg.workers)}
+        if cfg.diagonal_from is not None and g >= cfg.diagonal_from:
+            record["diagonal"] = True
         if evaluate_mean is not None and cfg.eval_every and (g + 1) % cfg.eval_every == 0:
             record["eval_mean"], record["eval_std"] = evaluate_mean(es.result.xfavorite)
 
@@ -140,35 +160,81 @@ def check_settings(state_dir: Path, cfg: CMAESConfig, controller_config: Control
                 "seed": seed, "env": env}
     settings["cmaes"].pop("workers")
     settings["cmaes"].pop("generations")  # more generations may be asked for on resume
-    if settings["cmaes"]["stall_steps"] is None:  # searches saved before the option existed still resume
-        settings["cmaes"].pop("stall_steps")
+    for key in ("stall_steps", "diagonal_from"):  # searches saved before the option existed still resume
+        if settings["cmaes"][key] is None:
+            settings["cmaes"].pop(key)
     cfg_path = state_dir / "settings.json"
-    if cfg_path.exists() and read_json(cfg_path) != json.loads(json.dumps(settings)):
-        raise WMError(f"{state_dir} holds a CMA-ES run with other settings ({cfg_path}); use a new run "
-                      "directory, or delete that folder to start this one over")
+    if cfg_path.exists():
+        saved, now = read_json(cfg_path), json.loads(json.dumps(settings))
+        switch = now["cmaes"].get("diagonal_from")
+        if switch is not None and "diagonal_from" not in saved["cmaes"]:
+            # A full search may go on as sep-CMA-ES from a generation it has not played yet.
+            played = len(read_npz(state_dir / "state.npz")["fitness"]) if (state_dir / "state.npz").exists() else 0
+            if played <= switch:
+                saved["cmaes"]["diagonal_from"] = switch
+        if saved != now:
+            raise WMError(f"{state_dir} holds a CMA-ES run with other settings ({cfg_path}); use a new run "
+                          "directory, or delete that folder to start this one over")
     write_json(cfg_path, settings)
 
 
-def replay(es, state_dir: Path, cfg: CMAESConfig):
-    """Tell es the generations saved in state_dir/state.npz again, which rebuilds cma's exact state; returns
-    their (fitness, returns, checksums), empty when there is no saved state."""
+def read_npz(path: Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return dict(f)
+    except Exception as e:
+        raise WMError(f"cannot read the CMA-ES state {path} ({e}); delete {path.parent} to restart "
+                      "CMA-ES from scratch") from e
+
+
+def replay_state(n_params: int, cfg: CMAESConfig, seed: int, state_dir: Path):
+    """The search's cma object as it was after the generations saved in state_dir, and those generations'
+    (fitness, returns, checksums). A search that went on as sep-CMA-ES replays from cmaes/switch.npz."""
+    switch_path = state_dir / "switch.npz"
+    if cfg.diagonal_from is not None and switch_path.exists():
+        start = read_npz(switch_path)
+        if int(start["generation"]) != cfg.diagonal_from:
+            raise WMError(f"{switch_path} starts sep-CMA-ES at generation {int(start['generation'])}, the settings "
+                          f"at {cfg.diagonal_from}: delete {state_dir} to restart CMA-ES")
+        es = make_es(n_params, cfg, seed, start=start)
+        return (es, *replay(es, state_dir, cfg, first=cfg.diagonal_from))
+    es = make_es(n_params, cfg, seed)
+    fitness, returns_hist, checksums = replay(es, state_dir, cfg, last=cfg.diagonal_from)
+    return es, fitness, returns_hist, checksums
+
+
+def switch_to_diagonal(es, generation: int, cfg: CMAESConfig, seed: int, state_dir: Path, log):
+    """Go on as sep-CMA-ES from es's mean and step size, written to state_dir/switch.npz first."""
+    start = {"generation": np.int64(generation), "mean": np.asarray(es.mean, dtype=np.float64),
+             "sigma": np.float64(es.sigma)}
+    save_npz(state_dir / "switch.npz", **start)
+    log(f"generation {generation + 1} on: sep-CMA-ES from the mean and step size {es.sigma:.4f} of generation "
+        f"{generation}")
+    return make_es(len(start["mean"]), cfg, seed, start=start)
+
+
+def replay(es, state_dir: Path, cfg: CMAESConfig, first: int = 0, last: int | None = None):
+    """Tell es the generations first..last (all by default) saved in state_dir/state.npz again, which rebuilds
+    cma's exact state; returns all the saved (fitness, returns, checksums), empty when there is no state."""
     state_path = state_dir / "state.npz"
     if not state_path.exists():
         return np.zeros((0, cfg.popsize)), np.zeros((0, cfg.popsize, cfg.rollouts)), np.zeros(0)
-    try:
-        with np.load(state_path, allow_pickle=False) as f:
-            fitness, returns_hist, checksums = f["fitness"], f["returns"], f["checksum"]
-    except Exception as e:
-        raise WMError(f"cannot read the CMA-ES state {state_path} ({e}); delete {state_dir} to restart "
-                      "CMA-ES from scratch") from e
-    for g in range(len(fitness)):
+    saved = read_npz(state_path)
+    fitness, returns_hist, checksums = saved["fitness"], saved["returns"], saved["checksum"]
+    if last is not None and len(fitness) > last:
+        raise WMError(f"{state_path} holds {len(fitness)} generations of full CMA-ES, and the settings go on as "
+                      f"sep-CMA-ES after generation {last} without {state_dir / 'switch.npz'}: restore that file "
+                      "with the rest of the search, or delete the folder to restart CMA-ES")
+    for g in range(first, len(fitness)):
         sols = np.asarray(es.ask())
-        # Another machine's BLAS rounds cma's eigendecomposition differently in the last bits, and that
-        # drift grows to a few 1e-9 of the sum over a hundred generations; another seed or cma version
-        # differs from the first generation on, at order 1.
+        # On another machine of the same kind the sums drift by a few 1e-9 over a hundred generations of full
+        # CMA-ES; a BLAS that rounds otherwise (the module's docstring), another seed or another cma version
+        # gives other candidates.
         if not np.isclose(sols.sum(), checksums[g], rtol=1e-6, atol=1e-6):
-            raise WMError(f"the CMA-ES state in {state_dir} does not replay (generation {g} differs: another "
-                          "cma version or seed?); delete that folder to restart CMA-ES")
+            raise WMError(f"the CMA-ES state in {state_dir} does not replay (generation {g + 1} differs: another "
+                          "cma version or seed, or full CMA-ES on a machine whose BLAS rounds otherwise; a search "
+                          "that goes on as sep-CMA-ES, diagonal_from, replays anywhere); resume it on the machine "
+                          "that saved it, or delete that folder to restart CMA-ES")
         es.tell(list(sols), list(-fitness[g]))
     return fitness, returns_hist, checksums
 

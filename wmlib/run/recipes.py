@@ -539,6 +539,7 @@ def iterate_doom(cfg: RunConfig, run_dir: Path, src: Path, *, shipped_v: Path, f
 # CarRacing v2 (work in progress, the "CarRacing solved" issue): a V that sees what the agent sees
 
 V2_AGENT_EPISODES, V2_BROWNIAN_EPISODES, V2_HELD_OUT = 600, 400, 20
+V2_SEP_FROM = 105  # the search's generations after this one are sep-CMA-ES (wmlib.cmaes: they resume anywhere)
 
 
 def carracing_v2(workers: int = 2, v_epochs: float = 3, m_steps: int = 1500, generations: int = 400) -> RunConfig:
@@ -549,7 +550,9 @@ def carracing_v2(workers: int = 2, v_epochs: float = 3, m_steps: int = 1500, gen
     (lr 1e-3 decaying to 1e-4); C (z + h, linear) by CMA-ES from scratch in the real game, pop 16 x 4 rollouts
     (4 rank two independent track sets at 0.65, 2 at 0.47: benchmarks/README.md), a training episode ended after
     100 steps without a new tile (2.6x fewer env-steps from scratch, ranking 0.79 of the full one), the mean
-    scored on 16 tracks every 10 generations."""
+    scored on 16 tracks every 10 generations. After generation V2_SEP_FROM the search goes on as sep-CMA-ES
+    from its mean and step size there: full CMA-ES's replay drew other candidates on a machine whose BLAS
+    rounds otherwise, and with 867 parameters and 16 candidates its covariance had barely left the identity."""
     return shipped_config(
         "carracing",
         collect=CollectConfig(episodes=V2_AGENT_EPISODES + V2_HELD_OUT, max_steps=1000, policy="agent",
@@ -558,7 +561,7 @@ def carracing_v2(workers: int = 2, v_epochs: float = 3, m_steps: int = 1500, gen
         mdnrnn_train=MDNTrainConfig(steps=m_steps, batch_size=32, seq_len=999, lr=1e-3, min_lr=1e-4,
                                     lr_decay=0.01 ** (1 / m_steps), checkpoint_every_s=300),
         cmaes=CMAESConfig(popsize=16, rollouts=4, generations=generations, max_steps=1000, workers=workers,
-                          eval_every=10, eval_episodes=16, stall_steps=100),
+                          eval_every=10, eval_episodes=16, stall_steps=100, diagonal_from=V2_SEP_FROM),
         iterate=IterateConfig(noise=0.15), eval_episodes=100)
 
 
@@ -692,7 +695,7 @@ def is_float16(path: Path) -> bool:
 # What a fresh clone needs to go on with the search: V and M (float16), the first frames, V's and M's
 # measurements, and the CMA-ES state and log (a few kB). About 10 MB, committed at the end of each sitting.
 V2_PROGRESS = ("run.json", "vae.safetensors", "vae.json", "mdnrnn.safetensors", "mdnrnn.json", "initial_z.npz",
-               "cmaes/settings.json", "cmaes/state.npz", "cmaes/log.jsonl", "timings.json")
+               "cmaes/settings.json", "cmaes/state.npz", "cmaes/log.jsonl", "cmaes/switch.npz", "timings.json")
 V2_MEASURES = ("v_eval.json", "m_eval.json", "compute.json")
 
 
@@ -743,6 +746,9 @@ def learning_curve(gens: list[dict], path: Path) -> Path:
         ax.errorbar([x["generation"] for x in evals], [x["eval_mean"] for x in evals],
                     yerr=[x["eval_std"] for x in evals], fmt="o", ms=4, capsize=3, label="mean's C, unseen tracks")
     ax.axhline(906, color="0.5", ls="--", lw=0.8, label="paper: 906")
+    sep = [x["generation"] for x in gens if x.get("diagonal")]
+    if sep:
+        ax.axvline(sep[0] - 0.5, color="0.3", ls=":", lw=0.8, label="sep-CMA-ES from here")
     ax.set(xlabel="generation", ylabel="return")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9)
     fig.tight_layout()
@@ -803,6 +809,9 @@ def carracing_v2_ship(run_dir: Path, out: Path, *, command: str, episodes: int =
     c_seconds = round(sum(g.get("seconds", 0) for g in gens), 1)
     seconds = {**compute.get("seconds", {}), "controller": c_seconds}
     cores = compute.get("cores", workers)
+    # Generations played on another machine record their worker processes (one per core there).
+    c_cpu_seconds = sum(g.get("seconds", 0) * g.get("workers", cores) for g in gens)
+    search_cores = sorted({g.get("workers", cores) for g in gens})
     packed = run_dir / "series" / "packed" / "lengths.npy"
     epochs = float(measures.get("v", {}).get("epochs", cfg["vae_train"]["epochs"]))
     evals = [{"generation": g["generation"], "mean": round(g["eval_mean"], 1), "std": round(g["eval_std"], 1)}
@@ -825,15 +834,19 @@ def carracing_v2_ship(run_dir: Path, out: Path, *, command: str, episodes: int =
                        f"{cfg['mdnrnn_train']['min_lr']}"),
             "controller": (f"CMA-ES in the real game, z + h linear, pop {c_cfg['popsize']} x {c_cfg['rollouts']} "
                            f"rollouts, {c_cfg['max_steps']:,}-step episodes, {len(gens)} generations ({c_seconds:.0f} s "
-                           f"of generations, {workers} worker processes; a training episode ended after "
+                           f"of generations, " + " or ".join(map(str, search_cores)) + " worker processes, one per "
+                           "core; a training episode ended after "
                            f"{c_cfg.get('stall_steps')} steps without a new tile, evaluation episodes never; spread "
-                           "over several sittings, resumed from cmaes/state.npz); C is the distribution mean after "
-                           "the last generation"),
+                           "over several sittings, resumed from cmaes/state.npz"
+                           + (f"; full CMA-ES to generation {c_cfg['diagonal_from']}, sep-CMA-ES (a diagonal "
+                              "covariance) from its mean and step size after"
+                              if c_cfg.get("diagonal_from") is not None and len(gens) > c_cfg["diagonal_from"] else "")
+                           + "); C is the distribution mean after the last generation"),
             "last_generations_mean_fitness": [round(g["mean_fitness"], 1) for g in gens[-10:]],
         },
         "measures": measures,
         "training_seconds": seconds,
-        "cpu_hours": round(sum(seconds.values()) * cores / 3600, 1),
+        "cpu_hours": round(((sum(seconds.values()) - c_seconds) * cores + c_cpu_seconds) / 3600, 1),
         "compute_note": compute.get("note", "the stages before C were not timed"),
         "learning_curve": {"figure": "learning_curve.png", "log": "cmaes_log.jsonl", "mean_on_unseen_tracks": evals},
     }
