@@ -12,7 +12,19 @@ A correlation near 1 means the ranking is reproducible; near 0, CMA-ES is told n
 Population: the C of --weights plus N(0, sigma^2) noise (a generation of a search near a trained C),
 1,000-step episodes, 2 worker processes. `--stall-steps N` ends episodes after N steps without a new
 tile, as training would (wmlib.rollout.Stall). The last stdout line is one JSON object.
+
+    python benchmarks/carracing_ranking.py --search pretrained/carracing/v2-progress/cmaes [--window 20]
+
+plays nothing: it reads a search's own returns (cmaes/state.npz, every candidate's return on each of the
+generation's tracks, which all candidates share) and measures the same thing on the populations the search
+really had, window by window: the rank correlation of the candidates' means on the generation's first and
+second halves of its tracks (two independent sets of rollouts/2 tracks), and, from a two-way analysis of
+variance of each generation (candidate x track), the spread of the candidates' true means against the
+per-track noise, which predicts the correlation of two independent sets of r tracks for any r
+(reliability var_c / (var_c + var_noise / r); the track's own difficulty, shared by all candidates of a
+generation, cancels out of the ranking and is left out).
 """
+
 import argparse
 import json
 import sys
@@ -32,8 +44,49 @@ def spearman(a, b) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+def variance_parts(returns: np.ndarray) -> tuple[float, float]:
+    """(candidates' variance, noise variance) of one generation's returns (pop, tracks), by a two-way analysis
+    of variance without replication: the track effect, shared by all candidates, is taken out."""
+    pop, tracks = returns.shape
+    resid = returns - returns.mean(1, keepdims=True) - returns.mean(0, keepdims=True) + returns.mean()
+    noise = float((resid ** 2).sum() / ((pop - 1) * (tracks - 1)))
+    between = tracks * float(returns.mean(1).var(ddof=1))
+    return max(0.0, (between - noise) / tracks), noise
+
+
+def search_ranking(state_dir: Path, window: int) -> None:
+    """The ranking of a search's own populations, from its saved returns (no episode played)."""
+    import json as _json
+    with np.load(state_dir / "state.npz", allow_pickle=False) as f:
+        returns = f["returns"]
+    log = [_json.loads(x) for x in (state_dir / "log.jsonl").read_text().splitlines()]
+    gens, pop, tracks = returns.shape
+    if tracks < 2 or tracks % 2:
+        raise SystemExit(f"{state_dir} has {tracks} rollouts per candidate: the halves need an even number >= 2")
+    half = tracks // 2
+    rs = [1, half, tracks, 2 * tracks, 4 * tracks]
+    print(f"{state_dir}: {gens} generations of {pop} candidates x {tracks} tracks")
+    print("| generations | sigma at the end | candidates' std | noise std per track | measured, "
+          f"{half} vs {half} tracks | " + " | ".join(f"predicted, r = {r}" for r in rs) + " |")
+    print("|---|---:|---:|---:|---:|" + "---:|" * len(rs))
+    rows = []
+    for lo in range(0, gens, window):
+        hi = min(gens, lo + window)
+        parts = np.array([variance_parts(returns[g]) for g in range(lo, hi)]).mean(0)
+        measured = float(np.mean([spearman(returns[g, :, :half].mean(1), returns[g, :, half:].mean(1))
+                                  for g in range(lo, hi)]))
+        predicted = {r: parts[0] / (parts[0] + parts[1] / r) for r in rs}
+        rows.append({"generations": [lo + 1, hi], "sigma": log[hi - 1]["sigma"], "candidates_std": parts[0] ** 0.5,
+                     "noise_std": parts[1] ** 0.5, "measured_halves": measured, "predicted": predicted})
+        print(f"| {lo + 1}-{hi} | {log[hi - 1]['sigma']:.3f} | {parts[0] ** 0.5:.0f} | {parts[1] ** 0.5:.0f} | "
+              f"{measured:.2f} | " + " | ".join(f"{predicted[r]:.2f}" for r in rs) + " |")
+    print(_json.dumps({"search": str(state_dir), "window": window, "rows": rows}))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--search", type=Path, help="a search's cmaes folder: measure its own populations, play nothing")
+    p.add_argument("--window", type=int, default=20, help="generations per row of --search")
     p.add_argument("--pop", type=int, default=16)
     p.add_argument("--rollouts", type=int, default=4, help="tracks per set (each candidate plays 2x this)")
     p.add_argument("--sigma", type=float, default=0.1)
@@ -42,6 +95,8 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
     a = p.parse_args()
+    if a.search is not None:
+        return search_ranking(a.search, a.window)
 
     weights = Path(a.weights)
     c, _ = load_model(Controller, ControllerConfig, weights, "controller", "carracing")

@@ -12,11 +12,13 @@ carries on exactly as if never interrupted.
 
 Full CMA-ES samples through an eigendecomposition of its covariance, and with 867 parameters and a
 population of 16 that covariance stays close to the identity: its eigenvectors are ill-defined, and another
-machine's BLAS rounds them into other candidates (seen from generation 11 on an Intel machine, where the
-state was saved on an AMD one). `diagonal_from=G` continues a search from generation G on as sep-CMA-ES
+linear algebra can return others. A CarRacing search saved with numpy 2.4.6 on an AMD machine replayed
+within 1e-8 there under numpy 1.26 to 2.4 and five OpenBLAS kernels, but drew other candidates from
+generation 11 on (cma's first decomposition) under numpy 2.5.2 on an Intel machine.
+`diagonal_from=G` continues a search from generation G on as sep-CMA-ES
 (Ros & Hansen 2008: a diagonal covariance, elementwise updates, linear time), started from the full
 search's mean and step size, which cmaes/switch.npz keeps: from then on the replay needs neither the full
-search's generations nor the same BLAS, and any machine resumes the search.
+search's generations nor the same linear algebra, and any machine resumes the search.
 """
 import dataclasses
 import json
@@ -227,13 +229,13 @@ def replay(es, state_dir: Path, cfg: CMAESConfig, first: int = 0, last: int | No
                       "with the rest of the search, or delete the folder to restart CMA-ES")
     for g in range(first, len(fitness)):
         sols = np.asarray(es.ask())
-        # On another machine of the same kind the sums drift by a few 1e-9 over a hundred generations of full
-        # CMA-ES; a BLAS that rounds otherwise (the module's docstring), another seed or another cma version
-        # gives other candidates.
+        # Other BLAS kernels and numpy versions drift the sums of full CMA-ES by up to 1e-8 over a hundred
+        # generations, and sep-CMA-ES's by 1e-16; another seed, cma version or eigensolver (the module's
+        # docstring) gives other candidates.
         if not np.isclose(sols.sum(), checksums[g], rtol=1e-6, atol=1e-6):
             raise WMError(f"the CMA-ES state in {state_dir} does not replay (generation {g + 1} differs: another "
-                          "cma version or seed, or full CMA-ES on a machine whose BLAS rounds otherwise; a search "
-                          "that goes on as sep-CMA-ES, diagonal_from, replays anywhere); resume it on the machine "
+                          "cma version or seed, or full CMA-ES under another eigensolver; a search that goes on as "
+                          "sep-CMA-ES, diagonal_from, replays anywhere); resume it on the machine "
                           "that saved it, or delete that folder to restart CMA-ES")
         es.tell(list(sols), list(-fitness[g]))
     return fitness, returns_hist, checksums
