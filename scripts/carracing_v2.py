@@ -10,9 +10,9 @@ game). Stages, each resuming where it stopped (rerun the same command after an i
   m  encode the episodes with V, train M in RUN_DIR/wm, write RUN_DIR/m_eval.json (held-out against training);
   c  CMA-ES in RUN_DIR/wm/cmaes, with V and M stored in float16 as they will be shipped;
   ablation  the paper's ablation with the new V and M, at the search's settings for --ablation-generations
-     generations per controller (z and z_hidden from scratch, zh the search's own first generations), each
-     scored on 100 unseen tracks: its progress and table in pretrained/carracing/v2-ablation (not in the
-     default --stages; run it once the search has that many generations).
+     generations per controller (z, z_hidden and zh, each from scratch as sep-CMA-ES, which resumes on any
+     machine), each scored on 100 unseen tracks: its progress and table in pretrained/carracing/v2-ablation
+     (not in the default --stages).
 Between sittings: `--save-progress` copies V, M (float16, ~10 MB), their measurements and the CMA-ES state
 (a few kB) to pretrained/carracing/v2-progress, which is committed; on a fresh clone, stage c starts from
 there (`--progress` names another folder).

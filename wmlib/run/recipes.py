@@ -133,7 +133,7 @@ def train_carracing_v1(cfg: RunConfig, run_dir: Path) -> None:
 # pretrained/carracing/ablation: the work lives in a work folder; its progress (each controller's CMA-ES state,
 # a few kB, and its score) is copied to SHIP/progress-GENERATIONS, from which a fresh clone goes on.
 
-PROGRESS_FILES = ("cmaes/settings.json", "cmaes/state.npz", "cmaes/log.jsonl", "scores.json")
+PROGRESS_FILES = ("cmaes/settings.json", "cmaes/state.npz", "cmaes/log.jsonl", "cmaes/switch.npz", "scores.json")
 
 
 def seed_zh(run_dir: Path, folder: Path, generations: int) -> None:
@@ -869,18 +869,18 @@ V2_ABLATION = Path("pretrained") / "carracing" / "v2-ablation"  # its progress b
 def carracing_v2_ablation(cfg: RunConfig, run_dir: Path, ship_dir: Path, *, generations: int = 75,
                           episodes: int = 100, command: str) -> dict:
     """The paper's ablation with the new V and M (RUN_DIR/wm), each controller at the search's settings for
-    `generations` generations (75 x 16 x 4 = 4,800 episodes, 5x the first ablation's 960): z and z_hidden
-    from scratch, and zh, which at these settings is the search itself, from the search's own first
-    `generations` generations (replayed, no episode played). Each controller's progress goes to
-    ship_dir/progress-GENERATIONS once it is scored (and with --save-progress), and a fresh clone starts from
-    it; the finished table to ship_dir (ablation.json, ablation.md)."""
+    `generations` generations (75 x 16 x 4 = 4,800 episodes, 5x the first ablation's 960), all three from
+    scratch as sep-CMA-ES (diagonal_from=0). Not zh from the search's own first generations: those are full
+    CMA-ES, whose replay needs the linear algebra that saved it (wmlib.cmaes), and an ablation of three
+    controllers spans sittings and machines. Each controller's progress goes to ship_dir/progress-GENERATIONS
+    once it is scored (and with --save-progress), and a fresh clone starts from it; the finished table to
+    ship_dir (ablation.json, ablation.md)."""
     run_dir, ship_dir = Path(run_dir), Path(ship_dir)
     wm, work = run_dir / "wm", run_dir / f"ablation-{generations}"
-    cfg = replace(cfg, cmaes=replace(cfg.cmaes, generations=generations))
+    cfg = replace(cfg, cmaes=replace(cfg.cmaes, generations=generations, diagonal_from=0))
     restored = restore_progress(ship_dir, generations, work)
     if restored:
         log_err(f"[carracing-v2] ablation: resuming {', '.join(restored)} from the progress in {ship_dir}")
-    seed_zh(wm, work / "zh", generations)
     progress = ship_dir / f"progress-{generations}"
     res = ablation(wm, cfg, work, episodes=episodes, kinds=KINDS, log=log_err, progress=False,
                    after_kind=lambda kind: save_progress(work, progress))
