@@ -24,7 +24,6 @@ per-track noise, which predicts the correlation of two independent sets of r tra
 (reliability var_c / (var_c + var_noise / r); the track's own difficulty, shared by all candidates of a
 generation, cancels out of the ranking and is left out).
 """
-
 import argparse
 import json
 import sys
@@ -56,10 +55,9 @@ def variance_parts(returns: np.ndarray) -> tuple[float, float]:
 
 def search_ranking(state_dir: Path, window: int) -> None:
     """The ranking of a search's own populations, from its saved returns (no episode played)."""
-    import json as _json
     with np.load(state_dir / "state.npz", allow_pickle=False) as f:
         returns = f["returns"]
-    log = [_json.loads(x) for x in (state_dir / "log.jsonl").read_text().splitlines()]
+    log = [json.loads(x) for x in (state_dir / "log.jsonl").read_text().splitlines()]
     gens, pop, tracks = returns.shape
     if tracks < 2 or tracks % 2:
         raise SystemExit(f"{state_dir} has {tracks} rollouts per candidate: the halves need an even number >= 2")
@@ -80,7 +78,7 @@ def search_ranking(state_dir: Path, window: int) -> None:
                      "noise_std": parts[1] ** 0.5, "measured_halves": measured, "predicted": predicted})
         print(f"| {lo + 1}-{hi} | {log[hi - 1]['sigma']:.3f} | {parts[0] ** 0.5:.0f} | {parts[1] ** 0.5:.0f} | "
               f"{measured:.2f} | " + " | ".join(f"{predicted[r]:.2f}" for r in rs) + " |")
-    print(_json.dumps({"search": str(state_dir), "window": window, "rows": rows}))
+    print(json.dumps({"search": str(state_dir), "window": window, "rows": rows}))
 
 
 def main():

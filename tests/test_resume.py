@@ -187,6 +187,11 @@ def test_a_full_search_goes_on_as_sep_cmaes_and_resumes_without_its_full_generat
     _toy_search(tmp_path / "late", 4)
     with pytest.raises(WMError, match="other settings"):
         _toy_search(tmp_path / "late", 6, diagonal_from=3)
-    (tmp_path / "run" / "cmaes" / "switch.npz").unlink()
+    (tmp_path / "run" / "cmaes" / "switch.npz").replace(tmp_path / "switch.npz")
     with pytest.raises(WMError, match="switch.npz"):
         _toy_search(tmp_path / "run", 6, diagonal_from=3)
+    # a switch beside the state of a search that had not reached it
+    _toy_search(tmp_path / "short", 2, diagonal_from=3)
+    (tmp_path / "switch.npz").replace(tmp_path / "short" / "cmaes" / "switch.npz")
+    with pytest.raises(WMError, match="different searches"):
+        _toy_search(tmp_path / "short", 6, diagonal_from=3)

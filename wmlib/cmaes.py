@@ -199,7 +199,12 @@ def replay_state(n_params: int, cfg: CMAESConfig, seed: int, state_dir: Path):
             raise WMError(f"{switch_path} starts sep-CMA-ES at generation {int(start['generation'])}, the settings "
                           f"at {cfg.diagonal_from}: delete {state_dir} to restart CMA-ES")
         es = make_es(n_params, cfg, seed, start=start)
-        return (es, *replay(es, state_dir, cfg, first=cfg.diagonal_from))
+        fitness, returns_hist, checksums = replay(es, state_dir, cfg, first=cfg.diagonal_from)
+        if len(fitness) < cfg.diagonal_from:
+            raise WMError(f"{state_dir} holds {len(fitness)} generations and a switch to sep-CMA-ES after generation "
+                          f"{cfg.diagonal_from} ({switch_path}): the two come from different searches; restore the "
+                          "whole folder, or delete it to restart CMA-ES")
+        return es, fitness, returns_hist, checksums
     es = make_es(n_params, cfg, seed)
     fitness, returns_hist, checksums = replay(es, state_dir, cfg, last=cfg.diagonal_from)
     return es, fitness, returns_hist, checksums

@@ -551,8 +551,8 @@ def carracing_v2(workers: int = 2, v_epochs: float = 3, m_steps: int = 1500, gen
     (4 rank two independent track sets at 0.65, 2 at 0.47: benchmarks/README.md), a training episode ended after
     100 steps without a new tile (2.6x fewer env-steps from scratch, ranking 0.79 of the full one), the mean
     scored on 16 tracks every 10 generations. After generation V2_SEP_FROM the search goes on as sep-CMA-ES
-    from its mean and step size there: full CMA-ES's replay drew other candidates on a machine whose BLAS
-    rounds otherwise, and with 867 parameters and 16 candidates its covariance had barely left the identity."""
+    from its mean and step size there: with 867 parameters and 16 candidates, full CMA-ES's covariance had
+    barely left the identity, and its replay drew other candidates under another eigensolver (wmlib.cmaes)."""
     return shipped_config(
         "carracing",
         collect=CollectConfig(episodes=V2_AGENT_EPISODES + V2_HELD_OUT, max_steps=1000, policy="agent",
