@@ -58,21 +58,26 @@ def search_ranking(state_dir: Path, window: int) -> None:
     with np.load(state_dir / "state.npz", allow_pickle=False) as f:
         returns = f["returns"]
     log = [json.loads(x) for x in (state_dir / "log.jsonl").read_text().splitlines()]
-    gens, pop, tracks = returns.shape
-    if tracks < 2 or tracks % 2:
+    # a search whose population was resized (wmlib.cmaes resizes) pads the smaller generations with NaN
+    per_gen = [r[~np.isnan(r).all(1)][:, ~np.isnan(r).all(0)] for r in returns]
+    gens = len(per_gen)
+    tracks = min(r.shape[1] for r in per_gen)
+    if tracks < 2 or any(r.shape[1] % 2 for r in per_gen):
         raise SystemExit(f"{state_dir} has {tracks} rollouts per candidate: the halves need an even number >= 2")
     half = tracks // 2
     rs = [1, half, tracks, 2 * tracks, 4 * tracks]
-    print(f"{state_dir}: {gens} generations of {pop} candidates x {tracks} tracks")
+    shapes = sorted({r.shape for r in per_gen})
+    print(f"{state_dir}: {gens} generations of " + ", ".join(f"{p} candidates x {t} tracks" for p, t in shapes))
     print("| generations | sigma at the end | candidates' std | noise std per track | measured, "
           f"{half} vs {half} tracks | " + " | ".join(f"predicted, r = {r}" for r in rs) + " |")
     print("|---|---:|---:|---:|---:|" + "---:|" * len(rs))
     rows = []
     for lo in range(0, gens, window):
         hi = min(gens, lo + window)
-        parts = np.array([variance_parts(returns[g]) for g in range(lo, hi)]).mean(0)
-        measured = float(np.mean([spearman(returns[g, :, :half].mean(1), returns[g, :, half:].mean(1))
-                                  for g in range(lo, hi)]))
+        parts = np.array([variance_parts(per_gen[g]) for g in range(lo, hi)]).mean(0)
+        # the two halves of each generation's own tracks
+        measured = float(np.mean([spearman(r[:, :r.shape[1] // 2].mean(1), r[:, r.shape[1] // 2:].mean(1))
+                                  for r in per_gen[lo:hi]]))
         predicted = {r: parts[0] / (parts[0] + parts[1] / r) for r in rs}
         rows.append({"generations": [lo + 1, hi], "sigma": log[hi - 1]["sigma"], "candidates_std": parts[0] ** 0.5,
                      "noise_std": parts[1] ** 0.5, "measured_halves": measured, "predicted": predicted})

@@ -142,17 +142,21 @@ def test_cmaes_replays_another_machines_rounding_but_refuses_another_search(tmp_
         train(tmp_path / "run", 3)
 
 
-def _toy_search(out, generations, *, diagonal_from=None, seed=1, played=None):
+def _toy_search(out, generations, *, diagonal_from=None, resizes=(), seed=1, played=None):
     from wmlib.cmaes import CMAESConfig, train_cmaes
     from wmlib.controller import ControllerConfig
     ccfg = ControllerConfig(kind="z", z_size=4, rnn_hidden=4, action_size=1)
+    cfg = CMAESConfig(popsize=4, rollouts=2, generations=generations, eval_every=0, diagonal_from=diagonal_from,
+                      resizes=resizes)
 
     def evaluate(solutions, generation):
         if played is not None:
             played.append(generation)
-        return -np.sum((np.asarray(solutions) - 0.3) ** 2, axis=1, keepdims=True).repeat(2, axis=1)
+        rollouts = cfg.sizes_at(generation)[1]
+        # each rollout its own noise, a function of the candidate: a replay must hand cma the same fitness
+        noise = np.sin(1e3 * np.asarray(solutions).sum(1, keepdims=True) * np.arange(1, rollouts + 1))
+        return -np.sum((np.asarray(solutions) - 0.3) ** 2, axis=1, keepdims=True) + 0.01 * noise
 
-    cfg = CMAESConfig(popsize=4, rollouts=2, generations=generations, eval_every=0, diagonal_from=diagonal_from)
     c = train_cmaes(evaluate, ccfg, cfg, out_dir=out, env="doom", seed=seed, log=lambda m: None, progress=False)
     import json
     log = [json.loads(x) for x in (out / "cmaes" / "log.jsonl").read_text().splitlines()]
@@ -195,3 +199,63 @@ def test_a_full_search_goes_on_as_sep_cmaes_and_resumes_without_its_full_generat
     (tmp_path / "switch.npz").replace(tmp_path / "short" / "cmaes" / "switch.npz")
     with pytest.raises(WMError, match="different searches"):
         _toy_search(tmp_path / "short", 6, diagonal_from=3)
+
+
+def test_a_sep_search_resizes_its_population_and_resumes_anywhere(tmp_path):
+    """resizes=((G, pop, rollouts),): after generation G, sep-CMA-ES starts again from the mean, step size and
+    per-coordinate scales there (cmaes/resize-G.npz) with the new population and rollouts. Killed after any
+    generation and resumed, it ends where the uninterrupted search ends; a resize may be added while the
+    search has not reached it, never to generations already played; a missing start file is refused."""
+    import pytest
+
+    from wmlib.cmaes import CMAESConfig, make_es
+    from wmlib.errors import WMError
+    resizes = ((4, 6, 3, 0.3),)
+    full_c, full_log = _toy_search(tmp_path / "full", 7, diagonal_from=2, resizes=resizes)
+    assert [(x["popsize"], x["rollouts"]) for x in full_log] == [(4, 2)] * 4 + [(6, 3)] * 3
+    with np.load(tmp_path / "full" / "cmaes" / "state.npz") as f:
+        fitness, returns = f["fitness"], f["returns"]
+    assert fitness.shape == (7, 6) and returns.shape == (7, 6, 3)
+    assert np.isnan(returns[:4, 4:]).all() and np.isnan(returns[:4, :, 2:]).all() and not np.isnan(returns[4:]).any()
+    assert not np.isnan(returns[:4, :4, :2]).any()
+    with np.load(tmp_path / "full" / "cmaes" / "resize-4.npz") as f:
+        start = dict(f)
+    assert int(start["generation"]) == 4 and (int(start["popsize"]), int(start["rollouts"])) == (6, 3)
+    assert not np.allclose(start["scales"], 1.0)  # sep-CMA-ES had learnt per-coordinate step sizes
+    cfg = CMAESConfig(popsize=4, rollouts=2, diagonal_from=2, resizes=resizes)
+    es = make_es(len(start["mean"]), cfg, 1, start={**start, "min_std": 0.0})
+    assert es.popsize == 6 and np.allclose(es.stds, start["sigma"] * start["scales"])
+    # the floor: every coordinate's std at least min_std, from the start and after generations of selection
+    assert start["min_std"] == 0.3 and (start["sigma"] * start["scales"]).min() < 0.3
+    es = make_es(len(start["mean"]), cfg, 1, start=start)
+    for _ in range(20):
+        x = np.asarray(es.ask())
+        es.tell(list(x), list(np.sum((x - 0.3) ** 2, axis=1)))
+        assert es.stds.min() >= 0.3 * (1 - 1e-9)
+
+    for k in range(1, 7):  # killed after generation k
+        _toy_search(tmp_path / f"k{k}", k, diagonal_from=2, resizes=resizes)
+        played = []
+        c, log = _toy_search(tmp_path / f"k{k}", 7, diagonal_from=2, resizes=resizes, played=played)
+        assert played == list(range(k, 7)) and log == full_log and np.array_equal(c, full_c), k
+
+    # decided while the search runs: a resize ahead of the search is welcome, even where a resize's file from
+    # other sizes was left by a kill
+    _toy_search(tmp_path / "late", 4, diagonal_from=2)
+    _toy_search(tmp_path / "other", 5, diagonal_from=2, resizes=((4, 8, 1),))  # no floor
+    (tmp_path / "other" / "cmaes" / "resize-4.npz").replace(tmp_path / "late" / "cmaes" / "resize-4.npz")
+    c, log = _toy_search(tmp_path / "late", 7, diagonal_from=2, resizes=resizes)
+    assert log == full_log and np.array_equal(c, full_c)
+    # ... but not one at a generation already played
+    _toy_search(tmp_path / "played", 5, diagonal_from=2)
+    with pytest.raises(WMError, match="other settings"):
+        _toy_search(tmp_path / "played", 7, diagonal_from=2, resizes=resizes)
+    (tmp_path / "k6" / "cmaes" / "resize-4.npz").unlink()
+    with pytest.raises(WMError, match="resize-4.npz"):
+        _toy_search(tmp_path / "k6", 7, diagonal_from=2, resizes=resizes)
+    with pytest.raises(ValueError, match="after diagonal_from"):
+        CMAESConfig(diagonal_from=None, resizes=((4, 6, 3),))
+    with pytest.raises(ValueError, match="after diagonal_from"):
+        CMAESConfig(diagonal_from=2, resizes=((5, 6, 3), (4, 8, 2)))
+    with pytest.raises(ValueError, match="min_std"):
+        CMAESConfig(diagonal_from=2, resizes=((5, 6, 3, 0.1, 9),))

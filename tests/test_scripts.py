@@ -197,6 +197,7 @@ def test_carracing_v2_progress_goes_on_from_a_fresh_clone(tmp_path):
     save_model(MDNRNN(MDNRNNConfig()), wm, "mdnrnn", "carracing", dtype=torch.float16)
     (wm / "cmaes").mkdir(parents=True)
     (wm / "cmaes" / "state.npz").write_bytes(b"state")
+    (wm / "cmaes" / "resize-1.npz").write_bytes(b"start of a resized population")
     lines = [{"generation": g, "mean_fitness": f, "best_fitness": f + 30, "seconds": 10.0}
              for g, f in ((1, -60.0), (2, -40.0))]
     (wm / "cmaes" / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
@@ -209,7 +210,7 @@ def test_carracing_v2_progress_goes_on_from_a_fresh_clone(tmp_path):
     summary = json.loads((progress / "progress.json").read_text())
     assert summary["generations"] == 2 and summary["best_mean_fitness"] == -40.0 and summary["cmaes_seconds"] == 20
     assert recipes.carracing_v2_restore(progress, fresh)
-    for rel in ("vae.safetensors", "mdnrnn.safetensors", "cmaes/state.npz", "cmaes/log.jsonl"):
+    for rel in ("vae.safetensors", "mdnrnn.safetensors", "cmaes/state.npz", "cmaes/log.jsonl", "cmaes/resize-1.npz"):
         assert (fresh / "wm" / rel).read_bytes() == (wm / rel).read_bytes(), rel
     assert recipes.is_float16(fresh / "wm" / "vae.safetensors")
     assert (fresh / "m_eval.json").exists()
@@ -237,7 +238,7 @@ def test_carracing_v2_ship_writes_weights_curve_and_card(tmp_path):
     save_npz(wm / "initial_z.npz", mu=np.zeros((3, 32), np.float32), logvar=np.zeros((3, 32), np.float32))
     (wm / "cmaes").mkdir()
     write_json(wm / "cmaes" / "settings.json", {"cmaes": {"popsize": 16, "rollouts": 4, "max_steps": 1000,
-                                                          "stall_steps": 100}})
+                                                          "stall_steps": 100, "resizes": [[1, 32, 4, 0.05], [2, 64, 4, 0.0]]}})
     lines = [{"generation": 1, "mean_fitness": -60.0, "best_fitness": -20.0, "seconds": 100.0},
              {"generation": 2, "mean_fitness": -40.0, "best_fitness": 10.0, "seconds": 120.0,
               "eval_mean": 12.5, "eval_std": 3.0, "workers": 16}]  # played on a 16-core machine
@@ -261,7 +262,7 @@ def test_carracing_v2_ship_writes_weights_curve_and_card(tmp_path):
     assert card["measures"]["v"]["mse_agent_held_out"] == 0.0011
     assert card["data"]["policies"] == {"agent": 600, "brownian": 400} and card["actual_training"]["vae"].startswith(
         "1 epoch of batch 100 on 1000 episodes")
-    assert "pop 16 x 4 rollouts, 1,000-step episodes, 2 generations (220 s of generations, 2 or 16 worker" in \
+    assert "pop 16 x 4 rollouts, 32 x 4 after generation 1 with every coordinate's std at least 0.05, 1,000-step episodes, 2 generations (220 s of generations, 2 or 16 worker" in \
         card["actual_training"]["controller"]
     assert card["score"]["episodes"] == 1 and np.isfinite(card["score"]["mean"])
     assert card["status"].startswith(f"{card['score']['mean']:.0f} +- ") and "below 900" in card["status"]
@@ -282,7 +283,8 @@ def test_carracing_v2_ablation_plays_all_three_as_sep_cmaes_and_carries_its_prog
     played = []
 
     def fake_ablation(weights, cfg, out, *, episodes, kinds, log, progress, after_kind):
-        assert cfg.cmaes.generations == 3 and cfg.cmaes.diagonal_from == 0 and weights == out.parent / "wm"
+        assert cfg.cmaes.generations == 3 and cfg.cmaes.diagonal_from == 0 and cfg.cmaes.resizes == ()
+        assert weights == out.parent / "wm"
         for kind in kinds:
             if (out / kind / "scores.json").exists():
                 continue

@@ -19,6 +19,14 @@ generation 11 on (cma's first decomposition) under numpy 2.5.2 on an Intel machi
 (Ros & Hansen 2008: a diagonal covariance, elementwise updates, linear time), started from the full
 search's mean and step size, which cmaes/switch.npz keeps: from then on the replay needs neither the full
 search's generations nor the same linear algebra, and any machine resumes the search.
+
+`resizes=[(G, popsize, rollouts, min_std), ...]` changes a sep-CMA-ES search's population and rollouts per
+candidate after generation G: sep-CMA-ES starts again from the mean, step size and per-coordinate scales
+there (cmaes/resize-G.npz), with the learning rates of the new population, and with min_std > 0 keeps every
+coordinate's standard deviation at least min_std (cma's `minstd`). Under noise, cma's step-size control
+shrinks sigma until the candidates differ less than the noise does and the ranking is luck; the floor keeps
+them apart (benchmarks/carracing_ranking.py measures both). state.npz then holds generations of several
+shapes, padded with NaN to the largest.
 """
 import dataclasses
 import json
@@ -49,25 +57,57 @@ class CMAESConfig:
     where: str = "real"  # "real": rollouts in the game; "dream": inside M (Doom)
     stall_steps: int | None = None  # real game: end a training episode after this many steps without reward
     diagonal_from: int | None = None  # from this generation on, sep-CMA-ES from the mean and step size there
+    resizes: tuple = ()  # ((generation, popsize, rollouts, min_std), ...): sep-CMA-ES goes on so from there
 
     def __post_init__(self):
         check_fields(self, positive=("popsize", "rollouts", "sigma0", "max_steps", "stall_steps"),
                      non_negative=("generations", "weight_decay", "workers", "eval_every", "eval_episodes",
                                    "diagonal_from"))
+        resizes = []
+        for x in self.resizes:
+            try:
+                if not 3 <= len(x) <= 4:
+                    raise ValueError(f"{len(x)} values")
+                resizes.append((int(x[0]), int(x[1]), int(x[2]), float(x[3]) if len(x) > 3 else 0.0))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"CMAESConfig.resizes must hold (generation, popsize, rollouts[, min_std]), got "
+                                 f"{self.resizes!r}; for example resizes=((200, 32, 4),)") from e
+        self.resizes = tuple(resizes)
+        after = self.diagonal_from
+        for g, pop, r, min_std in self.resizes:
+            if after is None or g <= after or pop < 2 or r < 1 or not min_std >= 0:
+                raise ValueError(f"CMAESConfig.resizes: {(g, pop, r, min_std)} must come after diagonal_from "
+                                 f"({self.diagonal_from}) and any earlier resize, with popsize >= 2, rollouts "
+                                 ">= 1 and min_std >= 0 (a resize restarts a sep-CMA-ES search)")
+            after = g
+
+    def sizes_at(self, g: int) -> tuple[int, int]:
+        """(popsize, rollouts) of the generation after g generations."""
+        sizes = (self.popsize, self.rollouts)
+        for at, pop, r, _ in self.resizes:
+            if g >= at:
+                sizes = (pop, r)
+        return sizes
 
 
 def make_es(n_params: int, cfg: CMAESConfig, seed: int, *, start: dict | None = None):
     """cma's CMAEvolutionStrategy for n_params, drawing its samples from our own seeded generator. Chapter 6.
 
-    start: {"generation", "mean", "sigma"}, the point where a search goes on as sep-CMA-ES (diagonal_from)."""
+    start: {"generation", "mean", "sigma"} and optionally "scales", where a search goes on as sep-CMA-ES
+    (diagonal_from, resizes) with the population that cfg sets for the generations after it."""
     import cma  # imported here: it pulls in scipy, seconds that every other command would pay
 
     key = [seed, 3] if start is None else [seed, 3, int(start["generation"])]
     rng = np.random.default_rng(key)
-    opts = {"popsize": cfg.popsize, "seed": np.nan,  # nan: leave numpy's global RNG alone
+    popsize = cfg.popsize if start is None else cfg.sizes_at(int(start["generation"]))[0]
+    opts = {"popsize": popsize, "seed": np.nan,  # nan: leave numpy's global RNG alone
             "randn": lambda *shape: rng.standard_normal(shape), "verbose": -9}
     if start is None:
         return cma.CMAEvolutionStrategy(np.zeros(n_params), cfg.sigma0, opts)
+    if "scales" in start:  # the per-coordinate step sizes that sep-CMA-ES had learnt
+        opts["CMA_stds"] = np.asarray(start["scales"], dtype=np.float64)
+    if float(start.get("min_std", 0)) > 0:
+        opts["minstd"] = float(start["min_std"])
     return cma.CMAEvolutionStrategy(np.asarray(start["mean"], dtype=np.float64), float(start["sigma"]),
                                     {**opts, "CMA_diagonal": True})
 
@@ -119,18 +159,21 @@ def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: C
     for g in range(len(fitness), cfg.generations):
         if g == cfg.diagonal_from:
             es = switch_to_diagonal(es, g, cfg, seed, state_dir, log)
+        if g in _resize_points(cfg):
+            es = resize(es, g, cfg, seed, state_dir, log)
         t0 = time.monotonic()
         sols = np.asarray(es.ask())
         rets = np.asarray(evaluate_population(sols, g), dtype=np.float64)
-        if rets.shape != (cfg.popsize, cfg.rollouts):
-            raise RuntimeError(f"evaluate_population returned shape {rets.shape}")
+        if rets.shape != cfg.sizes_at(g):
+            raise RuntimeError(f"evaluate_population returned shape {rets.shape}, not {cfg.sizes_at(g)}")
         fit = fitness_of(rets, sols, cfg.weight_decay)
         es.tell(list(sols), list(-fit))
         controller.set_flat(es.result.xfavorite)  # the distribution mean: C's current best guess
         record = {"cmaes_state": state_name, "generation": g + 1, "mean_fitness": float(fit.mean()),
                   "best_fitness": float(fit.max()),
                   "worst_fitness": float(fit.min()), "sigma": float(es.sigma),
-                  "seconds": round(time.monotonic() - t0, 2), "workers": resolve_workers(cfg.workers)}
+                  "seconds": round(time.monotonic() - t0, 2), "workers": resolve_workers(cfg.workers),
+                  "popsize": len(sols), "rollouts": rets.shape[1]}
         if cfg.diagonal_from is not None and g >= cfg.diagonal_from:
             record["diagonal"] = True
         if evaluate_mean is not None and cfg.eval_every and (g + 1) % cfg.eval_every == 0:
@@ -139,8 +182,7 @@ def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: C
         # Saved after every generation. The log line before the state: a kill between the two then leaves a
         # line too many, which the resumed run drops (_truncate_log) and writes again, rather than a
         # generation missing from the log.
-        fitness = np.concatenate([fitness, fit[None]])
-        returns_hist = np.concatenate([returns_hist, rets[None]])
+        fitness, returns_hist = _stack(fitness, fit), _stack(returns_hist, rets)
         checksums = np.append(checksums, sols.sum())
         with open(log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -154,6 +196,15 @@ def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: C
     return controller
 
 
+def _stack(history: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """history (gens, ...) with row appended, both padded with NaN to the larger shape (resizes)."""
+    shape = tuple(max(a, b) for a, b in zip(history.shape[1:], row.shape))
+    out = np.full((len(history) + 1, *shape), np.nan)
+    out[(slice(0, len(history)), *map(slice, history.shape[1:]))] = history
+    out[(len(history), *map(slice, row.shape))] = row
+    return out
+
+
 def check_settings(state_dir: Path, cfg: CMAESConfig, controller_config: ControllerConfig, seed: int,
                    env: str) -> None:
     """Write state_dir/settings.json, refusing a folder that holds a CMA-ES run with other settings (its state
@@ -162,18 +213,23 @@ def check_settings(state_dir: Path, cfg: CMAESConfig, controller_config: Control
                 "seed": seed, "env": env}
     settings["cmaes"].pop("workers")
     settings["cmaes"].pop("generations")  # more generations may be asked for on resume
-    for key in ("stall_steps", "diagonal_from"):  # searches saved before the option existed still resume
-        if settings["cmaes"][key] is None:
+    for key in ("stall_steps", "diagonal_from", "resizes"):  # searches saved before the option still resume
+        if settings["cmaes"][key] in (None, ()):
             settings["cmaes"].pop(key)
     cfg_path = state_dir / "settings.json"
     if cfg_path.exists():
         saved, now = read_json(cfg_path), json.loads(json.dumps(settings))
+        played = len(read_npz(state_dir / "state.npz")["fitness"]) if (state_dir / "state.npz").exists() else 0
         switch = now["cmaes"].get("diagonal_from")
-        if switch is not None and "diagonal_from" not in saved["cmaes"]:
-            # A full search may go on as sep-CMA-ES from a generation it has not played yet.
-            played = len(read_npz(state_dir / "state.npz")["fitness"]) if (state_dir / "state.npz").exists() else 0
-            if played <= switch:
-                saved["cmaes"]["diagonal_from"] = switch
+        if switch is not None and "diagonal_from" not in saved["cmaes"] and played <= switch:
+            saved["cmaes"]["diagonal_from"] = switch  # a full search may go on as sep-CMA-ES from a generation ahead
+        # resizes at generations not played yet may be added or changed; those played are part of the search
+        def ahead(c): return [r for r in c.get("resizes", []) if r[0] >= played]
+        if [r for r in saved["cmaes"].get("resizes", []) if r not in ahead(saved["cmaes"])] == \
+                [r for r in now["cmaes"].get("resizes", []) if r not in ahead(now["cmaes"])]:
+            saved["cmaes"].pop("resizes", None)
+            if "resizes" in now["cmaes"]:
+                saved["cmaes"]["resizes"] = now["cmaes"]["resizes"]
         if saved != now:
             raise WMError(f"{state_dir} holds a CMA-ES run with other settings ({cfg_path}); use a new run "
                           "directory, or delete that folder to start this one over")
@@ -189,25 +245,52 @@ def read_npz(path: Path) -> dict:
                       "CMA-ES from scratch") from e
 
 
+def _resize_points(cfg: CMAESConfig) -> list[int]:
+    return [r[0] for r in cfg.resizes]
+
+
+def _start_file(state_dir: Path, cfg: CMAESConfig, g: int) -> Path:
+    return state_dir / ("switch.npz" if g == cfg.diagonal_from else f"resize-{g}.npz")
+
+
 def replay_state(n_params: int, cfg: CMAESConfig, seed: int, state_dir: Path):
     """The search's cma object as it was after the generations saved in state_dir, and those generations'
-    (fitness, returns, checksums). A search that went on as sep-CMA-ES replays from cmaes/switch.npz."""
+    (fitness, returns, checksums). A search that went on as sep-CMA-ES replays from its last start there:
+    cmaes/switch.npz (diagonal_from) or cmaes/resize-G.npz (resizes)."""
+    played = len(read_npz(state_dir / "state.npz")["fitness"]) if (state_dir / "state.npz").exists() else 0
     switch_path = state_dir / "switch.npz"
     if cfg.diagonal_from is not None and switch_path.exists():
-        start = read_npz(switch_path)
-        if int(start["generation"]) != cfg.diagonal_from:
-            raise WMError(f"{switch_path} starts sep-CMA-ES at generation {int(start['generation'])}, the settings "
+        g = int(read_npz(switch_path)["generation"])
+        if g != cfg.diagonal_from:
+            raise WMError(f"{switch_path} starts sep-CMA-ES at generation {g}, the settings "
                           f"at {cfg.diagonal_from}: delete {state_dir} to restart CMA-ES")
-        es = make_es(n_params, cfg, seed, start=start)
-        fitness, returns_hist, checksums = replay(es, state_dir, cfg, first=cfg.diagonal_from)
-        if len(fitness) < cfg.diagonal_from:
-            raise WMError(f"{state_dir} holds {len(fitness)} generations and a switch to sep-CMA-ES after generation "
-                          f"{cfg.diagonal_from} ({switch_path}): the two come from different searches; restore the "
+        if played < g:
+            raise WMError(f"{state_dir} holds {played} generations and a switch to sep-CMA-ES after generation "
+                          f"{g} ({switch_path}): the two come from different searches; restore the "
                           "whole folder, or delete it to restart CMA-ES")
-        return es, fitness, returns_hist, checksums
-    es = make_es(n_params, cfg, seed)
-    fitness, returns_hist, checksums = replay(es, state_dir, cfg, last=cfg.diagonal_from)
-    return es, fitness, returns_hist, checksums
+    # The last start the search has passed. At the saved generation count, the switch's file is used where it
+    # exists (the full generations may not replay here), and a resize's is written again from the replayed
+    # search (its sizes may have changed in the settings since).
+    d = cfg.diagonal_from
+    starts = ([d] if d is not None and (d < played or d == played and switch_path.exists()) else []) + \
+        [g for g in _resize_points(cfg) if g < played]
+    if not starts:
+        es = make_es(n_params, cfg, seed)
+        return (es, *replay(es, state_dir, cfg))
+    first = starts[-1]
+    path = _start_file(state_dir, cfg, first)
+    if not path.exists():
+        what = ("full CMA-ES, and the settings go on as sep-CMA-ES" if first == cfg.diagonal_from else
+                "sep-CMA-ES, and the settings resize its population")
+        raise WMError(f"{state_dir / 'state.npz'} holds {played} generations of {what} after generation {first} "
+                      f"without {path}: restore that file with the rest of the search, or delete the folder to "
+                      "restart CMA-ES")
+    start = read_npz(path)
+    if int(start["generation"]) != first:
+        raise WMError(f"{path} starts at generation {int(start['generation'])}, not {first}: delete {state_dir} "
+                      "to restart CMA-ES")
+    es = make_es(n_params, cfg, seed, start=start)
+    return (es, *replay(es, state_dir, cfg, first=first))
 
 
 def switch_to_diagonal(es, generation: int, cfg: CMAESConfig, seed: int, state_dir: Path, log):
@@ -220,19 +303,32 @@ def switch_to_diagonal(es, generation: int, cfg: CMAESConfig, seed: int, state_d
     return make_es(len(start["mean"]), cfg, seed, start=start)
 
 
-def replay(es, state_dir: Path, cfg: CMAESConfig, first: int = 0, last: int | None = None):
-    """Tell es the generations first..last (all by default) saved in state_dir/state.npz again, which rebuilds
+def resize(es, generation: int, cfg: CMAESConfig, seed: int, state_dir: Path, log):
+    """Start sep-CMA-ES again from es's mean, step size and per-coordinate scales with the population and
+    rollouts that cfg sets from this generation on; the start is written to state_dir/resize-G.npz first.
+    The evolution paths start again from zero."""
+    pop, rollouts = cfg.sizes_at(generation)
+    min_std = next(r[3] for r in cfg.resizes if r[0] == generation)
+    start = {"generation": np.int64(generation), "mean": np.asarray(es.mean, dtype=np.float64),
+             "sigma": np.float64(es.sigma), "scales": np.asarray(es.stds / es.sigma, dtype=np.float64),
+             "popsize": np.int64(pop), "rollouts": np.int64(rollouts), "min_std": np.float64(min_std)}
+    save_npz(_start_file(state_dir, cfg, generation), **start)
+    log(f"generation {generation + 1} on: sep-CMA-ES with {pop} candidates x {rollouts} rollouts, from the mean "
+        f"and step size {es.sigma:.4f} of generation {generation}"
+        + (f", every coordinate's standard deviation at least {min_std}" if min_std else ""))
+    return make_es(len(start["mean"]), cfg, seed, start=start)
+
+
+def replay(es, state_dir: Path, cfg: CMAESConfig, first: int = 0):
+    """Tell es the generations after `first` saved in state_dir/state.npz again, which rebuilds
     cma's exact state; returns all the saved (fitness, returns, checksums), empty when there is no state."""
     state_path = state_dir / "state.npz"
     if not state_path.exists():
         return np.zeros((0, cfg.popsize)), np.zeros((0, cfg.popsize, cfg.rollouts)), np.zeros(0)
     saved = read_npz(state_path)
     fitness, returns_hist, checksums = saved["fitness"], saved["returns"], saved["checksum"]
-    if last is not None and len(fitness) > last:
-        raise WMError(f"{state_path} holds {len(fitness)} generations of full CMA-ES, and the settings go on as "
-                      f"sep-CMA-ES after generation {last} without {state_dir / 'switch.npz'}: restore that file "
-                      "with the rest of the search, or delete the folder to restart CMA-ES")
     for g in range(first, len(fitness)):
+        pop, _ = cfg.sizes_at(g)
         sols = np.asarray(es.ask())
         # Other BLAS kernels and numpy versions drift the sums of full CMA-ES by up to 1e-8 over a hundred
         # generations, and sep-CMA-ES's by 1e-16; another seed, cma version or eigensolver (the module's
@@ -242,7 +338,7 @@ def replay(es, state_dir: Path, cfg: CMAESConfig, first: int = 0, last: int | No
                           "cma version or seed, or full CMA-ES under another eigensolver; a search that goes on as "
                           "sep-CMA-ES, diagonal_from, replays anywhere); resume it on the machine "
                           "that saved it, or delete that folder to restart CMA-ES")
-        es.tell(list(sols), list(-fitness[g]))
+        es.tell(list(sols), list(-fitness[g, :pop]))
     return fitness, returns_hist, checksums
 
 
@@ -255,7 +351,7 @@ def _save_final_controller(controller: Controller, out_dir: Path, env: str, stat
     owner = read_json(meta_path).get("cmaes_state", state_name) if meta_path.exists() else state_name
     if owner == state_name or ran:
         save_model(controller, out_dir, "controller", env, extra={
-            "cmaes_state": state_name, "generation": len(fitness), "mean_fitness": float(fitness[-1].mean()),
-            "best_fitness": float(fitness[-1].max())})
+            "cmaes_state": state_name, "generation": len(fitness), "mean_fitness": float(np.nanmean(fitness[-1])),
+            "best_fitness": float(np.nanmax(fitness[-1]))})
     else:
         log(f"{out_dir / 'controller.safetensors'} comes from {owner}, not {state_name}: left as it is")

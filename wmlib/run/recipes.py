@@ -540,6 +540,14 @@ def iterate_doom(cfg: RunConfig, run_dir: Path, src: Path, *, shipped_v: Path, f
 
 V2_AGENT_EPISODES, V2_BROWNIAN_EPISODES, V2_HELD_OUT = 600, 400, 20
 V2_SEP_FROM = 105  # the search's generations after this one are sep-CMA-ES (wmlib.cmaes: they resume anywhere)
+# After generation 190, the same 16 candidates x 4 rollouts, with every coordinate's standard deviation kept at
+# least 0.04: under noise, cma's step-size control had shrunk sigma from 0.1 to 0.02, where the candidates
+# differ less than a track's luck does. Around the mean of generation 188, 16 candidates x 8 tracks
+# (benchmarks/carracing_ranking.py --sigma S --stall-steps 100 --seed 7, benchmarks/README.md) gave, at sigma
+# 0.021 / 0.042 / 0.084, the candidates' true std 64 / 110 / 200 against a track's noise of 192-217, so a
+# ranking by 4 tracks of 0.31 / 0.51 / 0.78, and the population's mean return 792 / 715 / 501. At 0.04 the
+# ranking is that of 8 rollouts at 0.02, at no cost in episodes; the learning curve measures whether it pays.
+V2_RESIZES = ((190, 16, 4, 0.04),)
 
 
 def carracing_v2(workers: int = 2, v_epochs: float = 3, m_steps: int = 1500, generations: int = 400) -> RunConfig:
@@ -552,7 +560,8 @@ def carracing_v2(workers: int = 2, v_epochs: float = 3, m_steps: int = 1500, gen
     100 steps without a new tile (2.6x fewer env-steps from scratch, ranking 0.79 of the full one), the mean
     scored on 16 tracks every 10 generations. After generation V2_SEP_FROM the search goes on as sep-CMA-ES
     from its mean and step size there: with 867 parameters and 16 candidates, full CMA-ES's covariance had
-    barely left the identity, and its replay drew other candidates under another eigensolver (wmlib.cmaes)."""
+    barely left the identity, and its replay drew other candidates under another eigensolver (wmlib.cmaes).
+    V2_RESIZES then sets its population and rollouts from a later generation on."""
     return shipped_config(
         "carracing",
         collect=CollectConfig(episodes=V2_AGENT_EPISODES + V2_HELD_OUT, max_steps=1000, policy="agent",
@@ -561,7 +570,8 @@ def carracing_v2(workers: int = 2, v_epochs: float = 3, m_steps: int = 1500, gen
         mdnrnn_train=MDNTrainConfig(steps=m_steps, batch_size=32, seq_len=999, lr=1e-3, min_lr=1e-4,
                                     lr_decay=0.01 ** (1 / m_steps), checkpoint_every_s=300),
         cmaes=CMAESConfig(popsize=16, rollouts=4, generations=generations, max_steps=1000, workers=workers,
-                          eval_every=10, eval_episodes=16, stall_steps=100, diagonal_from=V2_SEP_FROM),
+                          eval_every=10, eval_episodes=16, stall_steps=100, diagonal_from=V2_SEP_FROM,
+                          resizes=V2_RESIZES),
         iterate=IterateConfig(noise=0.15), eval_episodes=100)
 
 
@@ -699,12 +709,18 @@ V2_PROGRESS = ("run.json", "vae.safetensors", "vae.json", "mdnrnn.safetensors", 
 V2_MEASURES = ("v_eval.json", "m_eval.json", "compute.json")
 
 
+def _v2_progress_files(wm: Path) -> list[str]:
+    """V2_PROGRESS and the starts of the search's resizes (cmaes/resize-G.npz) that `wm` holds."""
+    return [rel for rel in V2_PROGRESS if (wm / rel).exists()] + \
+        sorted(f"cmaes/{p.name}" for p in (wm / "cmaes").glob("resize-*.npz"))
+
+
 def carracing_v2_save(run_dir: Path, progress: Path) -> list[str]:
     """Copy the search's progress (V2_PROGRESS from RUN_DIR/wm, V2_MEASURES from RUN_DIR) to `progress`,
     replaced all at once. Returns the files copied."""
     from .export import git_commit, machine
     run_dir = Path(run_dir)
-    files = [(run_dir / "wm" / rel, Path(rel)) for rel in V2_PROGRESS if (run_dir / "wm" / rel).exists()]
+    files = [(run_dir / "wm" / rel, Path(rel)) for rel in _v2_progress_files(run_dir / "wm")]
     files += [(run_dir / rel, Path(rel)) for rel in V2_MEASURES if (run_dir / rel).exists()]
     log = run_dir / "wm" / "cmaes" / "log.jsonl"
     gens = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
@@ -749,6 +765,10 @@ def learning_curve(gens: list[dict], path: Path) -> Path:
     sep = [x["generation"] for x in gens if x.get("diagonal")]
     if sep:
         ax.axvline(sep[0] - 0.5, color="0.3", ls=":", lw=0.8, label="sep-CMA-ES from here")
+    for before, after in zip(gens, gens[1:]):
+        if "popsize" in before and (before["popsize"], before["rollouts"]) != (after["popsize"], after["rollouts"]):
+            ax.axvline(after["generation"] - 0.5, color="C3", ls=":", lw=0.8,
+                       label=f"{after['popsize']} candidates x {after['rollouts']} rollouts from here")
     ax.set(xlabel="generation", ylabel="return")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9)
     fig.tight_layout()
@@ -764,8 +784,7 @@ def carracing_v2_restore(progress: Path, run_dir: Path) -> bool:
     run_dir, progress = Path(run_dir), Path(progress)
     if (run_dir / "wm").exists() or not (progress / "mdnrnn.safetensors").exists():
         return False
-    _copy_tree_atomic([(progress / rel, Path(rel)) for rel in V2_PROGRESS if (progress / rel).exists()],
-                      run_dir / "wm")
+    _copy_tree_atomic([(progress / rel, Path(rel)) for rel in _v2_progress_files(progress)], run_dir / "wm")
     for rel in V2_MEASURES:
         if (progress / rel).exists():
             shutil.copy2(progress / rel, run_dir / rel)
@@ -833,7 +852,10 @@ def carracing_v2_ship(run_dir: Path, out: Path, *, command: str, episodes: int =
                        f"{cfg['mdnrnn_train']['seq_len']} steps, lr {cfg['mdnrnn_train']['lr']} decaying to "
                        f"{cfg['mdnrnn_train']['min_lr']}"),
             "controller": (f"CMA-ES in the real game, z + h linear, pop {c_cfg['popsize']} x {c_cfg['rollouts']} "
-                           f"rollouts, {c_cfg['max_steps']:,}-step episodes, {len(gens)} generations ({c_seconds:.0f} s "
+                           "rollouts" + "".join(f", {x[1]} x {x[2]} after generation {x[0]}"
+                                                + (f" with every coordinate's std at least {x[3]:g}" if x[3] else "")
+                                                for x in c_cfg.get("resizes", []) if len(gens) > x[0])
+                           + f", {c_cfg['max_steps']:,}-step episodes, {len(gens)} generations ({c_seconds:.0f} s "
                            f"of generations, " + " or ".join(map(str, search_cores)) + " worker processes, one per "
                            "core; a training episode ended after "
                            f"{c_cfg.get('stall_steps')} steps without a new tile, evaluation episodes never; spread "
@@ -877,7 +899,7 @@ def carracing_v2_ablation(cfg: RunConfig, run_dir: Path, ship_dir: Path, *, gene
     ship_dir (ablation.json, ablation.md)."""
     run_dir, ship_dir = Path(run_dir), Path(ship_dir)
     wm, work = run_dir / "wm", run_dir / f"ablation-{generations}"
-    cfg = replace(cfg, cmaes=replace(cfg.cmaes, generations=generations, diagonal_from=0))
+    cfg = replace(cfg, cmaes=replace(cfg.cmaes, generations=generations, diagonal_from=0, resizes=()))
     restored = restore_progress(ship_dir, generations, work)
     if restored:
         log_err(f"[carracing-v2] ablation: resuming {', '.join(restored)} from the progress in {ship_dir}")
