@@ -68,7 +68,9 @@ def search_ranking(state_dir: Path, window: int) -> None:
     rs = [1, half, tracks, 2 * tracks, 4 * tracks]
     shapes = sorted({r.shape for r in per_gen})
     print(f"{state_dir}: {gens} generations of " + ", ".join(f"{p} candidates x {t} tracks" for p, t in shapes))
-    print("| generations | sigma at the end | candidates' std | noise std per track | measured, "
+    # the std sampled: sigma, or the median coordinate's std where the log records it (a floor can hold it above)
+    def sampled(x): return x.get("median_std", x["sigma"])
+    print("| generations | sampled std at the end | candidates' std | noise std per track | measured, "
           f"{half} vs {half} tracks | " + " | ".join(f"predicted, r = {r}" for r in rs) + " |")
     print("|---|---:|---:|---:|---:|" + "---:|" * len(rs))
     rows = []
@@ -79,9 +81,9 @@ def search_ranking(state_dir: Path, window: int) -> None:
         measured = float(np.mean([spearman(r[:, :r.shape[1] // 2].mean(1), r[:, r.shape[1] // 2:].mean(1))
                                   for r in per_gen[lo:hi]]))
         predicted = {r: parts[0] / (parts[0] + parts[1] / r) for r in rs}
-        rows.append({"generations": [lo + 1, hi], "sigma": log[hi - 1]["sigma"], "candidates_std": parts[0] ** 0.5,
+        rows.append({"generations": [lo + 1, hi], "sigma": sampled(log[hi - 1]), "candidates_std": parts[0] ** 0.5,
                      "noise_std": parts[1] ** 0.5, "measured_halves": measured, "predicted": predicted})
-        print(f"| {lo + 1}-{hi} | {log[hi - 1]['sigma']:.3f} | {parts[0] ** 0.5:.0f} | {parts[1] ** 0.5:.0f} | "
+        print(f"| {lo + 1}-{hi} | {sampled(log[hi - 1]):.3f} | {parts[0] ** 0.5:.0f} | {parts[1] ** 0.5:.0f} | "
               f"{measured:.2f} | " + " | ".join(f"{predicted[r]:.2f}" for r in rs) + " |")
     print(json.dumps({"search": str(state_dir), "window": window, "rows": rows}))
 

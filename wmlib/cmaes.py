@@ -172,6 +172,7 @@ def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: C
         record = {"cmaes_state": state_name, "generation": g + 1, "mean_fitness": float(fit.mean()),
                   "best_fitness": float(fit.max()),
                   "worst_fitness": float(fit.min()), "sigma": float(es.sigma),
+                  "median_std": float(np.median(es.stds)),  # what is sampled: sigma x scales, floored by min_std
                   "seconds": round(time.monotonic() - t0, 2), "workers": resolve_workers(cfg.workers),
                   "popsize": len(sols), "rollouts": rets.shape[1]}
         if cfg.diagonal_from is not None and g >= cfg.diagonal_from:
