@@ -31,3 +31,25 @@ def test_ranking_of_a_search_recovers_the_candidates_spread_and_the_noise(tmp_pa
     assert 85 < row["candidates_std"] < 115 and 90 < row["noise_std"] < 110
     assert abs(row["predicted"]["4"] - 0.8) < 0.06 and abs(row["predicted"]["1"] - 0.5) < 0.08
     assert abs(row["measured_halves"] - row["predicted"]["2"]) < 0.12  # 2 vs 2 tracks, as predicted
+
+
+def test_ranking_reads_a_resized_search_padded_with_nan(tmp_path):
+    """A search whose population was resized (wmlib.cmaes resizes) pads the smaller generations with NaN: the
+    benchmark measures each generation on its own candidates and tracks, and reports the std really sampled."""
+    rng = np.random.default_rng(1)
+    returns = np.full((40, 32, 4), np.nan)
+    for g in range(40):
+        pop = 16 if g < 20 else 32
+        returns[g, :pop] = rng.normal(500, 100, (pop, 1)) + rng.normal(0, 100, (pop, 4))
+    state = tmp_path / "cmaes"
+    state.mkdir()
+    fitness = np.where(np.isnan(returns[:, :, 0]), np.nan, returns.sum(2) / 4)
+    save_npz(state / "state.npz", fitness=fitness, returns=returns, checksum=np.zeros(40))
+    (state / "log.jsonl").write_text("".join(json.dumps({"generation": g + 1, "sigma": 0.02, "median_std": 0.04})
+                                             + "\n" for g in range(40)))
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "carracing_ranking.py"), "--search", str(state),
+                          "--window", "20"], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert "16 candidates x 4 tracks, 32 candidates x 4 tracks" in out
+    rows = json.loads(out.strip().splitlines()[-1])["rows"]
+    for row in rows:  # NaN would have made every number NaN
+        assert row["sigma"] == 0.04 and 80 < row["candidates_std"] < 120 and 85 < row["noise_std"] < 115
