@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from wmlib.checkpoint import load_model
+from wmlib.cmaes import generation_returns, variance_parts
 from wmlib.controller import Controller, ControllerConfig
 from wmlib.parallel import make_executor
 from wmlib.rollout import real_returns, train_seed
@@ -43,23 +44,12 @@ def spearman(a, b) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def variance_parts(returns: np.ndarray) -> tuple[float, float]:
-    """(candidates' variance, noise variance) of one generation's returns (pop, tracks), by a two-way analysis
-    of variance without replication: the track effect, shared by all candidates, is taken out."""
-    pop, tracks = returns.shape
-    resid = returns - returns.mean(1, keepdims=True) - returns.mean(0, keepdims=True) + returns.mean()
-    noise = float((resid ** 2).sum() / ((pop - 1) * (tracks - 1)))
-    between = tracks * float(returns.mean(1).var(ddof=1))
-    return max(0.0, (between - noise) / tracks), noise
-
-
 def search_ranking(state_dir: Path, window: int) -> None:
     """The ranking of a search's own populations, from its saved returns (no episode played)."""
     with np.load(state_dir / "state.npz", allow_pickle=False) as f:
         returns = f["returns"]
     log = [json.loads(x) for x in (state_dir / "log.jsonl").read_text().splitlines()]
-    # a search whose population was resized (wmlib.cmaes resizes) pads the smaller generations with NaN
-    per_gen = [r[~np.isnan(r).all(1)][:, ~np.isnan(r).all(0)] for r in returns]
+    per_gen = [generation_returns(r) for r in returns]
     gens = len(per_gen)
     tracks = min(r.shape[1] for r in per_gen)
     if tracks < 2 or any(r.shape[1] % 2 for r in per_gen):

@@ -201,7 +201,11 @@ def test_search_progress_reads_the_committed_search(tmp_path):
     found = search_progress(tmp_path)
     assert [g["mean_fitness"] for g in found["generations"]] == [-60.0, -40.0]
     assert found["settings"]["cmaes"]["popsize"] == 16 and found["m"] == {"nll_held_out": 0.95}
-    assert found["v"] is None and found["compute"] is None and found["summary"] is None
+    assert found["v"] is None and found["compute"] is None and found["summary"] is None and found["returns"] is None
+    from wmlib.checkpoint import save_npz
+    returns = np.arange(2 * 3 * 4, dtype=float).reshape(2, 3, 4)
+    save_npz(tmp_path / "cmaes" / "state.npz", fitness=returns.mean(2), returns=returns, checksum=np.zeros(2))
+    assert np.array_equal(search_progress(tmp_path)["returns"], returns)
 
 
 def test_the_committed_search_has_what_chapter_7_reads():
@@ -213,4 +217,5 @@ def test_the_committed_search_has_what_chapter_7_reads():
     assert found["summary"]["data"]["policies"] and found["v"]["held_out_over_training"] > 0
     assert found["m"]["nll_held_out"] > 0 and found["compute"]["seconds"] and found["compute"]["cores"] >= 1
     assert any("eval_mean" in g for g in found["generations"])
+    assert found["returns"].shape[0] == len(found["generations"])  # the ranking chapter 7 computes
     assert [g["generation"] for g in found["generations"]] == list(range(1, len(found["generations"]) + 1))

@@ -206,6 +206,23 @@ def _stack(history: np.ndarray, row: np.ndarray) -> np.ndarray:
     return out
 
 
+def generation_returns(returns: np.ndarray) -> np.ndarray:
+    """One generation's saved returns (pop, rollouts) without the NaN padding of a resized search's state."""
+    return returns[~np.isnan(returns).all(1)][:, ~np.isnan(returns).all(0)]
+
+
+def variance_parts(returns: np.ndarray) -> tuple[float, float]:
+    """(candidates' variance, noise variance) of one generation's returns (pop, tracks), by a two-way analysis
+    of variance without replication: the track's own difficulty, shared by all candidates of a generation, is
+    taken out, as it leaves their ranking alone. var_c / (var_c + var_noise / r) is then the reliability of a
+    ranking by r tracks (the correlation of two independent rankings). Introduced in chapter 7."""
+    pop, tracks = returns.shape
+    resid = returns - returns.mean(1, keepdims=True) - returns.mean(0, keepdims=True) + returns.mean()
+    noise = float((resid ** 2).sum() / ((pop - 1) * (tracks - 1)))
+    between = tracks * float(returns.mean(1).var(ddof=1))
+    return max(0.0, (between - noise) / tracks), noise
+
+
 def check_settings(state_dir: Path, cfg: CMAESConfig, controller_config: ControllerConfig, seed: int,
                    env: str) -> None:
     """Write state_dir/settings.json, refusing a folder that holds a CMA-ES run with other settings (its state

@@ -14,7 +14,7 @@
 Each helper's docstring names the chapter that introduces it.
 """
 from ..checkpoint import load_torch_state, read_json
-from ..cmaes import make_es
+from ..cmaes import generation_returns, make_es, variance_parts
 from ..collect import play_episode
 from ..envs import MAX_STEPS, close_games
 from ..parallel import make_executor, single_torch_thread
@@ -64,6 +64,6 @@ __all__ = [
     "sweep_markdown", "tau_dir",
     # the library's details the chapters look inside
     "kl_divergence", "VAEOutput", "mdnrnn_loss", "sample_windows", "load_packed", "load_torch_state", "read_json",
-    "make_es", "play_episode", "make_policy", "make_executor", "single_torch_thread", "MAX_STEPS",
+    "make_es", "variance_parts", "generation_returns", "play_episode", "make_policy", "make_executor", "single_torch_thread", "MAX_STEPS",
     "close_games",
 ]

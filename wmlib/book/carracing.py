@@ -95,7 +95,8 @@ def search_progress(folder: Path | None = None) -> dict:
     {"generations": one record per CMA-ES generation (mean, best and worst fitness, sigma, seconds, and every
     few generations the distribution mean's score on unseen tracks, eval_mean and eval_std), "settings": the
     search's CMA-ES and C settings, "summary": progress.json, "v", "m": V's and M's measurements, "compute":
-    the stages before C (compute.json), "folder"}.
+    the stages before C (compute.json), "returns": every candidate's return on each of its generation's tracks
+    (gens, pop, rollouts), NaN-padded where the population was resized, None without the state, "folder"}.
 
     Introduced in chapter 7.
     """
@@ -114,7 +115,11 @@ def search_progress(folder: Path | None = None) -> dict:
         records[record["generation"]] = record  # a resumed search may repeat a line; the last one counts
     optional = {name: place / f"{name}.json" for name in ("v_eval", "m_eval", "compute")}
     optional = {name: read_json(path) if path.exists() else None for name, path in optional.items()}
-    return {"generations": [records[g] for g in sorted(records)],
+    state, returns = place / "cmaes" / "state.npz", None
+    if state.exists():
+        with np.load(state, allow_pickle=False) as f:
+            returns = f["returns"]
+    return {"generations": [records[g] for g in sorted(records)], "returns": returns,
             "settings": read_json(place / "cmaes" / "settings.json"),
             "summary": read_json(place / "progress.json") if (place / "progress.json").exists() else None,
             "v": optional["v_eval"], "m": optional["m_eval"], "compute": optional["compute"], "folder": place}
