@@ -238,7 +238,8 @@ def test_carracing_v2_ship_writes_weights_curve_and_card(tmp_path):
     save_npz(wm / "initial_z.npz", mu=np.zeros((3, 32), np.float32), logvar=np.zeros((3, 32), np.float32))
     (wm / "cmaes").mkdir()
     write_json(wm / "cmaes" / "settings.json", {"cmaes": {"popsize": 16, "rollouts": 4, "max_steps": 1000,
-                                                          "stall_steps": 100, "resizes": [[1, 32, 4, 0.05], [2, 64, 4, 0.0]]}})
+                                                          "stall_steps": 100,
+                                                          "resizes": [[1, 32, 4, 0.05], [2, 64, 4, 0.0]]}})
     lines = [{"generation": 1, "mean_fitness": -60.0, "best_fitness": -20.0, "seconds": 100.0},
              {"generation": 2, "mean_fitness": -40.0, "best_fitness": 10.0, "seconds": 120.0,
               "eval_mean": 12.5, "eval_std": 3.0, "workers": 16}]  # played on a 16-core machine
@@ -262,8 +263,8 @@ def test_carracing_v2_ship_writes_weights_curve_and_card(tmp_path):
     assert card["measures"]["v"]["mse_agent_held_out"] == 0.0011
     assert card["data"]["policies"] == {"agent": 600, "brownian": 400} and card["actual_training"]["vae"].startswith(
         "1 epoch of batch 100 on 1000 episodes")
-    assert "pop 16 x 4 rollouts, 32 x 4 after generation 1 with every coordinate's std at least 0.05, 1,000-step episodes, 2 generations (220 s of generations, 2 or 16 worker" in \
-        card["actual_training"]["controller"]
+    assert ("pop 16 x 4 rollouts, 32 x 4 after generation 1 with every coordinate's std at least 0.05, 1,000-step "
+            "episodes, 2 generations (220 s of generations, 2 or 16 worker") in card["actual_training"]["controller"]
     assert card["score"]["episodes"] == 1 and np.isfinite(card["score"]["mean"])
     assert card["status"].startswith(f"{card['score']['mean']:.0f} +- ") and "below 900" in card["status"]
 

@@ -64,6 +64,6 @@ __all__ = [
     "sweep_markdown", "tau_dir",
     # the library's details the chapters look inside
     "kl_divergence", "VAEOutput", "mdnrnn_loss", "sample_windows", "load_packed", "load_torch_state", "read_json",
-    "make_es", "variance_parts", "generation_returns", "play_episode", "make_policy", "make_executor", "single_torch_thread", "MAX_STEPS",
-    "close_games",
+    "make_es", "variance_parts", "generation_returns", "play_episode", "make_policy", "make_executor",
+    "single_torch_thread", "MAX_STEPS", "close_games",
 ]

@@ -561,7 +561,7 @@ def carracing_v2(workers: int = 2, v_epochs: float = 3, m_steps: int = 1500, gen
     scored on 16 tracks every 10 generations. After generation V2_SEP_FROM the search goes on as sep-CMA-ES
     from its mean and step size there: with 867 parameters and 16 candidates, full CMA-ES's covariance had
     barely left the identity, and its replay drew other candidates under another eigensolver (wmlib.cmaes).
-    V2_RESIZES then sets its population and rollouts from a later generation on."""
+    V2_RESIZES then restarts it with its own population, rollouts and floor on the step size."""
     return shipped_config(
         "carracing",
         collect=CollectConfig(episodes=V2_AGENT_EPISODES + V2_HELD_OUT, max_steps=1000, policy="agent",
@@ -742,14 +742,17 @@ def carracing_v2_save(run_dir: Path, progress: Path) -> list[str]:
     write_json(summary_file, summary)
     files.append((summary_file, Path("progress.json")))
     if gens:
-        files.append((learning_curve(gens, run_dir / "learning_curve.png"), Path("learning_curve.png")))
+        settings = run_dir / "wm" / "cmaes" / "settings.json"
+        resizes = read_json(settings)["cmaes"].get("resizes", []) if settings.exists() else []
+        files.append((learning_curve(gens, run_dir / "learning_curve.png", resizes), Path("learning_curve.png")))
     _copy_tree_atomic(files, Path(progress))
     return [str(rel) for _, rel in files]
 
 
-def learning_curve(gens: list[dict], path: Path) -> Path:
+def learning_curve(gens: list[dict], path: Path, resizes=()) -> Path:
     """The search's curve from its log lines: the population's mean and best return per generation, and the
-    distribution mean's score on unseen tracks where it was measured; the paper's 906 for scale."""
+    distribution mean's score on unseen tracks where it was measured; the paper's 906 for scale; where the
+    search went on as sep-CMA-ES and where it was restarted (`resizes`, the settings' CMAESConfig.resizes)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -765,10 +768,10 @@ def learning_curve(gens: list[dict], path: Path) -> Path:
     sep = [x["generation"] for x in gens if x.get("diagonal")]
     if sep:
         ax.axvline(sep[0] - 0.5, color="0.3", ls=":", lw=0.8, label="sep-CMA-ES from here")
-    for before, after in zip(gens, gens[1:]):
-        if "popsize" in before and (before["popsize"], before["rollouts"]) != (after["popsize"], after["rollouts"]):
-            ax.axvline(after["generation"] - 0.5, color="C3", ls=":", lw=0.8,
-                       label=f"{after['popsize']} candidates x {after['rollouts']} rollouts from here")
+    for r in resizes:
+        if r[0] < len(gens):
+            ax.axvline(r[0] + 0.5, color="C3", ls=":", lw=0.8, label=f"{r[1]} x {r[2]}" + (
+                f", std at least {r[3]:g}" if len(r) > 3 and r[3] else "") + " from here")
     ax.set(xlabel="generation", ylabel="return")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9)
     fig.tight_layout()
@@ -880,7 +883,7 @@ def carracing_v2_ship(run_dir: Path, out: Path, *, command: str, episodes: int =
                       + ("at least 900: CarRacing solved" if score["mean"] >= 900 else
                          "below 900, the mark of a solved CarRacing: the search goes on"))
     write_json(out / "model_card.json", card)
-    learning_curve(gens, out / "learning_curve.png")
+    learning_curve(gens, out / "learning_curve.png", c_cfg.get("resizes", []))
     write_text(out / "cmaes_log.jsonl", "".join(json.dumps(g) + "\n" for g in gens))
     return card
 
