@@ -259,3 +259,28 @@ def test_a_sep_search_resizes_its_population_and_resumes_anywhere(tmp_path):
         CMAESConfig(diagonal_from=2, resizes=((5, 6, 3), (4, 8, 2)))
     with pytest.raises(ValueError, match="min_std"):
         CMAESConfig(diagonal_from=2, resizes=((5, 6, 3, 0.1, 9),))
+
+
+def test_the_mean_is_scored_every_few_generations_with_each_tracks_return(tmp_path):
+    """evaluate_mean every eval_every generations: its mean and std go into the log line, and, where it returns
+    them, each episode's return (the same tracks each time, so that two generations compare paired)."""
+    import json
+
+    from wmlib.cmaes import CMAESConfig, train_cmaes
+    from wmlib.controller import ControllerConfig
+    ccfg = ControllerConfig(kind="z", z_size=4, rnn_hidden=4, action_size=1)
+    cfg = CMAESConfig(popsize=4, rollouts=1, generations=4, eval_every=2, eval_episodes=3)
+
+    def evaluate(solutions, generation):
+        return -np.sum((np.asarray(solutions) - 0.3) ** 2, axis=1, keepdims=True)
+
+    for name, scored in (("paired", lambda p: (1.0, 0.5, np.array([0.5, 1.0, 1.5]) + p.sum())),
+                         ("summary", lambda p: (1.0, 0.5))):
+        train_cmaes(evaluate, ccfg, cfg, out_dir=tmp_path / name, env="doom", seed=1, evaluate_mean=scored,
+                    log=lambda m: None, progress=False)
+        log = [json.loads(x) for x in (tmp_path / name / "cmaes" / "log.jsonl").read_text().splitlines()]
+        assert ["eval_mean" in x for x in log] == [False, True, False, True]
+        assert all(("eval_returns" in x) == (name == "paired" and "eval_mean" in x) for x in log)
+    log = [json.loads(x) for x in (tmp_path / "paired" / "cmaes" / "log.jsonl").read_text().splitlines()]
+    assert all(len(x["eval_returns"]) == 3 and abs(x["eval_returns"][1] - x["eval_returns"][0] - 0.5) < 0.02
+               for x in log if "eval_mean" in x)

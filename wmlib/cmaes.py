@@ -139,7 +139,7 @@ def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: C
     """Run CMA-ES, resuming from out_dir/state_name if it holds a state.
 
     evaluate_population(solutions (pop, P), generation) -> returns (pop, rollouts).
-    evaluate_mean(params) -> (mean, std), called every cfg.eval_every generations.
+    evaluate_mean(params) -> (mean, std) or (mean, std, returns), called every cfg.eval_every generations.
 
     Introduced in chapter 6.
     """
@@ -178,7 +178,10 @@ def train_cmaes(evaluate_population, controller_config: ControllerConfig, cfg: C
         if cfg.diagonal_from is not None and g >= cfg.diagonal_from:
             record["diagonal"] = True
         if evaluate_mean is not None and cfg.eval_every and (g + 1) % cfg.eval_every == 0:
-            record["eval_mean"], record["eval_std"] = evaluate_mean(es.result.xfavorite)
+            scored = evaluate_mean(es.result.xfavorite)
+            record["eval_mean"], record["eval_std"] = scored[:2]
+            if len(scored) > 2:  # each episode's return: the same tracks each time, so generations compare paired
+                record["eval_returns"] = [round(float(x), 2) for x in scored[2]]
 
         # Saved after every generation. The log line before the state: a kill between the two then leaves a
         # line too many, which the resumed run drops (_truncate_log) and writes again, rather than a

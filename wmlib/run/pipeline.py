@@ -143,7 +143,7 @@ def stage_controller(cfg: RunConfig, run_dir: Path, *, progress=True, executor=N
             seeds = [eval_seed(cfg.seed + 1, i) for i in range(c.eval_episodes)]
             r = real_returns(cfg.env, run_dir, cfg.controller, np.asarray(params)[None], seeds, max_steps=c.max_steps,
                              executor=ex, desc="evaluate mean", progress=progress)[0]
-            return float(r.mean()), float(r.std())
+            return float(r.mean()), float(r.std()), r
 
         train_cmaes(evaluate_population, cfg.controller, c, out_dir=run_dir, env=cfg.env, seed=cfg.seed,
                     evaluate_mean=evaluate_mean, log=log_err, progress=progress)
