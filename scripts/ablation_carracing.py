@@ -1,10 +1,10 @@
-"""The paper's CarRacing ablation with the V and M shipped in pretrained/carracing, shipped with the book.
+"""The paper's CarRacing ablation with the first shipped V and M (pretrained/carracing-v1), shipped with them.
 
     python scripts/ablation_carracing.py --generations 30
     # rerun the same command after an interrupt, on this machine or a fresh clone: it resumes
 
 Three controllers, each trained from scratch by CMA-ES in the real game with the same V, M and budget
-(the settings of the shipped C, scripts/pretrained_carracing.py: pop 16 x 2 rollouts, 1,000-step
+(the settings of the first shipped C, scripts/pretrained_carracing.py: pop 16 x 2 rollouts, 1,000-step
 episodes, the same seed, so the same training tracks) for GENERATIONS generations, then scored on
 100 unseen tracks (`wmlib.run.recipes.carracing_ablation` and `ablation_carracing`, which call
 `wmlib.studies.ablation`):
@@ -15,11 +15,11 @@ episodes, the same seed, so the same training tracks) for GENERATIONS generation
 
 The work lives in runs/carracing-ablation-GENERATIONS (git ignores runs/). Its progress, each
 controller's CMA-ES state (the fitness values cma was told, a few kB) and finished score, is copied to
-pretrained/carracing/ablation/progress-GENERATIONS after every controller and with --save-progress, and
+pretrained/carracing-v1/ablation/progress-GENERATIONS after every controller and with --save-progress, and
 a fresh clone starts from it, so the ablation can be spread over sittings on different machines; a
 larger --generations goes on from the progress of a smaller one (its generations come first). The
-finished table (ablation.json, ablation.md) goes to pretrained/carracing/ablation, where chapter 7
-shows it.
+finished table (ablation.json, ablation.md) goes to pretrained/carracing-v1/ablation, where chapter 7
+shows it. (The ablation with the V and M shipped now is `scripts/carracing_v2.py --stages ablation`.)
 
 With --weights RUN, a run of scripts/pretrained_carracing.py, V and M come from that run instead, and
 the zh controller, which with these settings is the run's own CMA-ES, starts from the run's first
@@ -34,7 +34,7 @@ from wmlib.errors import WMError
 from wmlib.run import recipes
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "pretrained" / "carracing"
+SHIPPED = ROOT / "pretrained" / "carracing-v1"  # the first shipped V, M and C, with this ablation
 
 
 def main():
@@ -48,13 +48,13 @@ def run():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--generations", type=int, default=30)
     ap.add_argument("--weights", type=Path, default=SHIPPED,
-                    help="V and M: pretrained/carracing (default) or a run of scripts/pretrained_carracing.py")
+                    help="V and M: pretrained/carracing-v1 (default) or a run of scripts/pretrained_carracing.py")
     ap.add_argument("--work", type=Path, default=None,
                     help="working folder (default runs/carracing-ablation-G, or RUN/ablation-G with --weights RUN)")
     ap.add_argument("--episodes", type=int, default=100)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--ship", type=Path, default=SHIPPED / "ablation",
-                    help="where the table and the progress go (chapter 7 reads pretrained/carracing/ablation)")
+                    help="where the table and the progress go (chapter 7 reads pretrained/carracing-v1/ablation)")
     ap.add_argument("--save-progress", action="store_true",
                     help="only copy the work folder's progress to the ship folder (for stopping mid-way), then exit")
     args = ap.parse_args()

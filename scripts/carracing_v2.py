@@ -1,8 +1,8 @@
-"""The next CarRacing world model and agent (work in progress): data the agent sees, V, M, then C from scratch.
+"""The second CarRacing agent (pretrained/carracing, its search still going on): data the agent sees, V, M, then C.
 
     nohup nice -n 19 python scripts/carracing_v2.py --run-dir runs/car-v2 >> runs/car-v2.log 2>&1 &
 
-Settings and procedure: `wmlib.run.recipes.carracing_v2` (600 episodes of the shipped agent with noise 0.15
+Settings and procedure: `wmlib.run.recipes.carracing_v2` (600 episodes of the first shipped agent, pretrained/carracing-v1, with noise 0.15
 and 400 brownian ones, 20 of each held out; V from scratch, M on the same episodes, C by CMA-ES in the real
 game). Stages, each resuming where it stopped (rerun the same command after an interrupt):
   v  collect the episodes (only the missing ones), train V, write RUN_DIR/v_eval.json (V's error on held-out
@@ -20,8 +20,8 @@ there (`--progress` names another folder).
     python scripts/carracing_v2.py --run-dir runs/car-v2 --save-progress   # before a sitting ends
     nohup nice -n 19 python scripts/carracing_v2.py --run-dir runs/car-v2 --stages c &   # on a fresh clone
 
-When the mean's score on unseen tracks passes a milestone (850, then 900), ship the C of the last generation
-with the new V and M: fp16 weights, the learning curve, and a model card with the compute spent and the score
+Ship the C of the last generation with the new V and M (done at generation 250, about 800; again when the
+mean's score on unseen tracks passes a milestone, 850, then 900): fp16 weights, the learning curve, and a model card with the compute spent and the score
 of the stored weights on 100 unseen tracks (a few minutes on 2 cores):
 
     python scripts/carracing_v2.py --run-dir runs/car-v2 --ship pretrained/carracing
@@ -38,8 +38,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run-dir", type=Path, default=Path("runs/car-v2"))
     ap.add_argument("--stages", default="v,m,c", help="comma-separated, of v, m, c, ablation (default: v,m,c)")
-    ap.add_argument("--agent-weights", type=Path, default=Path("pretrained/carracing"),
-                    help="the agent that plays the on-policy episodes")
+    ap.add_argument("--agent-weights", type=Path, default=Path("pretrained/carracing-v1"),
+                    help="the agent that plays the on-policy episodes (the first shipped one)")
     ap.add_argument("--v-epochs", type=float, default=1)
     ap.add_argument("--m-steps", type=int, default=1500)
     ap.add_argument("--generations", type=int, default=400)

@@ -1,9 +1,9 @@
-"""How pretrained/carracing was trained: the pipeline's stages with the paper's models and a
+"""How pretrained/carracing-v1, the first shipped CarRacing agent, was trained: the pipeline's stages with the paper's models and a
 data/training budget that fits a 2-core CPU over several sittings. Every stage resumes: rerun the same
 command after an interrupt, or with a larger --generations to continue CMA-ES.
 
     python scripts/pretrained_carracing.py --run-dir runs/car-v1 --generations 60
-    python -m wmlib export --env carracing --run-dir runs/car-v1 --out pretrained/carracing
+    python -m wmlib export --env carracing --run-dir runs/car-v1 --out pretrained/carracing-v1
 
 Settings (`wmlib.run.recipes.carracing_v1`; the rest is RunConfig's defaults with the paper's V, M and C): 240
 brownian-policy episodes (the default `random_weights` policy leaves the playfield in most episodes), V 1

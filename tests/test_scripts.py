@@ -266,6 +266,8 @@ def test_carracing_v2_ship_writes_weights_curve_and_card(tmp_path):
     assert ("pop 16 x 4 rollouts, 32 x 4 after generation 1 with every coordinate's std at least 0.05, 1,000-step "
             "episodes, 2 generations (220 s of generations, 2 or 16 worker") in card["actual_training"]["controller"]
     assert card["score"]["episodes"] == 1 and np.isfinite(card["score"]["mean"])
+    assert len(card["score"]["returns"]) == len(card["score"]["steps"]) == 1  # each track's, for the chapter
+    assert abs(card["score"]["returns"][0] - card["score"]["mean"]) < 0.05 and 1 <= card["score"]["steps"][0] <= 1000
     assert card["status"].startswith(f"{card['score']['mean']:.0f} +- ") and "below 900" in card["status"]
 
 

@@ -60,7 +60,8 @@ def export(run_dir: Path, out: Path, env: str, *, episodes: int = 100, seed: int
                  "frames": _frames(run_dir)},
         "training_seconds": read_json(run_dir / "timings.json") if (run_dir / "timings.json").exists() else None,
         "machine": machine(),
-        "score": {k: score[k] for k in ("mean", "std", "episodes", "seed")},
+        "score": {**{k: score[k] for k in ("mean", "std", "episodes", "seed")},
+                  "returns": [round(float(r), 1) for r in score["returns"]], "steps": score["steps"]},
         "score_note": f"{episodes} real episodes with the stored fp16 weights (`python -m wmlib evaluate --env {env} "
                       f"--weights {out} --episodes {episodes} --seed {seed}`)",
         "config": run, **(extra or {}),

@@ -1,8 +1,10 @@
 """The shipped runs: the settings that made each shipped artefact (a RunConfig) and the procedure that ran them.
 
     artefact                       settings               procedure                     script (scripts/)
-    pretrained/carracing           carracing_v1           train_carracing_v1            pretrained_carracing.py
-    pretrained/carracing/ablation  carracing_ablation     ablation_carracing            ablation_carracing.py
+    pretrained/carracing           carracing_v2           carracing_v2_world_model, _m, carracing_v2.py
+                                                          _controller, _ship
+    pretrained/carracing-v1        carracing_v1           train_carracing_v1            pretrained_carracing.py
+    pretrained/carracing-v1/ablation  carracing_ablation  ablation_carracing            ablation_carracing.py
     pretrained/doom                doom_gpu, doom_iterate train_doom_gpu, iterate_doom  pretrained_doom.py
     pretrained/doom/round0         doom_gpu (on a CPU)    train_doom_gpu, ship_doom_round0  pretrained_doom.py
 
@@ -53,7 +55,7 @@ def shipped_config(env: str, **settings) -> RunConfig:
 
 
 def carracing_v1(generations: int = 60, workers: int = 2) -> RunConfig:
-    """pretrained/carracing (pretrained/carracing/model_card.json): a data and training budget that fits a
+    """pretrained/carracing-v1, the first shipped agent (its model_card.json): a data and training budget that fits a
     2-core CPU over several sittings. 240 brownian-policy episodes (the random_weights policy leaves the
     playfield in most episodes), V 1 epoch, M 300 steps of 32 x 999, C (z + h, linear) by CMA-ES in the real
     game, pop 16 x 2 rollouts, episodes of 1,000 steps (the shipped C: 129 generations)."""
@@ -68,8 +70,8 @@ def carracing_v1(generations: int = 60, workers: int = 2) -> RunConfig:
 
 
 def carracing_ablation(generations: int = 30, workers: int = 2) -> RunConfig:
-    """pretrained/carracing/ablation (ablation.json, the table chapter 7 shows; V and M of
-    pretrained/carracing/model_card.json): each of the three controllers trained from scratch at the shipped
+    """pretrained/carracing-v1/ablation (ablation.json, the table chapter 7 shows; V and M of
+    pretrained/carracing-v1/model_card.json): each of the three controllers trained from scratch at the shipped
     C's settings (carracing_v1: pop 16 x 2 rollouts, 1,000-step episodes, the same seed, so the same training
     tracks) for `generations` generations (the shipped table: 30)."""
     return carracing_v1(generations, workers)
@@ -118,7 +120,7 @@ def doom_iterate(rounds: int = 4, workers: int = 2, *, random_episodes: int = 15
         eval_episodes=eval_episodes)
 
 
-# pretrained/carracing
+# pretrained/carracing-v1
 
 def train_carracing_v1(cfg: RunConfig, run_dir: Path) -> None:
     """The pipeline's stages up to C (each resumes: rerun after an interrupt, or with more generations)."""
@@ -130,7 +132,7 @@ def train_carracing_v1(cfg: RunConfig, run_dir: Path) -> None:
             stage(cfg, run_dir, progress=False)
 
 
-# pretrained/carracing/ablation: the work lives in a work folder; its progress (each controller's CMA-ES state,
+# pretrained/carracing-v1/ablation: the work lives in a work folder; its progress (each controller's CMA-ES state,
 # a few kB, and its score) is copied to SHIP/progress-GENERATIONS, from which a fresh clone goes on.
 
 PROGRESS_FILES = ("cmaes/settings.json", "cmaes/state.npz", "cmaes/log.jsonl", "cmaes/switch.npz", "scores.json")
@@ -231,10 +233,10 @@ def ablation_carracing(weights: Path, cfg: RunConfig, *, work: Path, ship_dir: P
     generations = cfg.cmaes.generations
     is_run = (weights / "run.json").exists()
     if is_run and read_json(weights / "run.json").get("env") != "carracing":
-        raise WMError(f"{weights} is a run of another environment: pass pretrained/carracing or a CarRacing run")
+        raise WMError(f"{weights} is a run of another environment: pass pretrained/carracing-v1 or a CarRacing run")
     if not (weights / "vae.safetensors").exists() or not (weights / "mdnrnn.safetensors").exists():
         raise WMError(f"{weights} has no trained V and M (vae.safetensors, mdnrnn.safetensors): pass "
-                      "pretrained/carracing or a run of scripts/pretrained_carracing.py")
+                      "pretrained/carracing-v1 or a run of scripts/pretrained_carracing.py")
     if is_run:
         seed_zh(weights, work / "zh", generations)
     elif shipped_vm:
@@ -244,7 +246,7 @@ def ablation_carracing(weights: Path, cfg: RunConfig, *, work: Path, ship_dir: P
     progress = ship_dir / f"progress-{generations}"
     res = ablation(weights, cfg, work, episodes=episodes, kinds=KINDS, log=log_err, progress=False,
                    after_kind=(lambda kind: save_progress(work, progress)) if shipped_vm else None)
-    weights_text = "pretrained/carracing (the shipped V and M, stored in fp16)" if shipped_vm else str(weights)
+    weights_text = "pretrained/carracing-v1 (the first shipped V and M, stored in fp16)" if shipped_vm else str(weights)
     ship(work, ship_dir, command, weights_text, cfg.seed + 1)  # the ablation scores on seed + 1
     return res
 
@@ -551,8 +553,8 @@ V2_RESIZES = ((190, 16, 4, 0.04),)
 
 
 def carracing_v2(workers: int = 2, v_epochs: float = 3, m_steps: int = 1500, generations: int = 400) -> RunConfig:
-    """The next CarRacing world model (no artefact yet): V trained from scratch on 1,000 episodes, 600 played
-    by the shipped agent (pretrained/carracing) with Gaussian noise 0.15 on its actions, so the road and the
+    """pretrained/carracing (model_card.json), the second CarRacing agent: V trained from scratch on 1,000
+    episodes, 600 played by the first shipped agent (pretrained/carracing-v1) with Gaussian noise 0.15 on its actions, so the road and the
     turns are in view as the agent sees them, and 400 brownian ones; 20 more of each are held out to measure V
     and M. V `v_epochs` epochs of batch 100 at lr 1e-3; M `m_steps` steps of 32 x 999 on the same 1,000 episodes
     (lr 1e-3 decaying to 1e-4); C (z + h, linear) by CMA-ES from scratch in the real game, pop 16 x 4 rollouts
