@@ -16,11 +16,12 @@ then the points short of 900, summed over tracks in three kinds:
 - left the road: not finished, 50 steps or more with all four wheels on the grass (a spin, a corner taken
   too wide, a car that never found the road again).
 
-`--mean-z` plays the same tracks again with C reading V's mean z instead of a sampled one (the authors'
-agent, and ours, sample z at every step) and prints the paired difference: how much C has come to rely on
-that noise. `--from-eval FILE` plays nothing and splits the shortfall of an `evaluate --json` output (its
-returns and steps) into episodes that ended before the 1,000-step cap and the rest: the output does not say
-why an episode ended, and a car that drives off the map ends early too (rare once C drives). The last stdout line is one JSON object.
+`--mean-z` plays the same tracks again with C reading V's mean z instead of a sampled one (the authors' agent,
+and ours, sample z at every step) and prints the paired difference: how much C has come to rely on that noise.
+`--from-eval FILE` plays nothing and splits the shortfall of an `evaluate --json` output (its returns and
+steps) into episodes that ended before the 1,000-step cap and the rest: the output does not say why an episode
+ended, and a car that drives off the map ends early too (rare once C drives). The last stdout line is one JSON
+object.
 """
 import argparse
 import json
@@ -85,7 +86,8 @@ def drive(job) -> dict:
     env.close()
     r = np.asarray(rows, float)
     return {"episode": episode, "return": round(total, 1), "steps": len(rows), "finished": lap,
-            "tiles": round(tiles, 3), "track_tiles": len(game.track), "speed": round(r[:, 0].mean(), 1), "gas": round(r[:, 1].mean(), 3),
+            "tiles": round(tiles, 3), "track_tiles": len(game.track), "speed": round(r[:, 0].mean(), 1),
+            "gas": round(r[:, 1].mean(), 3),
             "brake": round(r[:, 2].mean(), 3), "abs_steer": round(r[:, 3].mean(), 3),
             "off_road_steps": int(r[:, 4].sum())}
 
@@ -111,7 +113,8 @@ def main(argv=None) -> dict:
         if "steps" not in ev:
             raise SystemExit(f"{args.from_eval} has no per-episode steps: evaluate --json writes them since they "
                              "were added; evaluate again")
-        out = {"weights": ev.get("weights"), "seed": ev.get("seed"), **shortfall(ev["returns"], np.asarray(ev["steps"]) < CAP)}
+        out = {"weights": ev.get("weights"), "seed": ev.get("seed"),
+               **shortfall(ev["returns"], np.asarray(ev["steps"]) < CAP)}
         print(json.dumps(out))
         return out
     if args.episodes < 1:

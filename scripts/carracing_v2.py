@@ -2,9 +2,10 @@
 
     nohup nice -n 19 python scripts/carracing_v2.py --run-dir runs/car-v2 >> runs/car-v2.log 2>&1 &
 
-Settings and procedure: `wmlib.run.recipes.carracing_v2` (600 episodes of the first shipped agent, pretrained/carracing-v1, with noise 0.15
-and 400 brownian ones, 20 of each held out; V from scratch, M on the same episodes, C by CMA-ES in the real
-game). Stages, each resuming where it stopped (rerun the same command after an interrupt):
+Settings and procedure: `wmlib.run.recipes.carracing_v2` (600 episodes of the first shipped agent,
+pretrained/carracing-v1, with noise 0.15 and 400 brownian ones, 20 of each held out; V from scratch, M on the
+same episodes, C by CMA-ES in the real game). Stages, each resuming where it stopped (rerun the same command
+after an interrupt):
   v  collect the episodes (only the missing ones), train V, write RUN_DIR/v_eval.json (V's error on held-out
      agent frames against training frames);
   m  encode the episodes with V, train M in RUN_DIR/wm, write RUN_DIR/m_eval.json (held-out against training);
@@ -20,9 +21,9 @@ there (`--progress` names another folder).
     python scripts/carracing_v2.py --run-dir runs/car-v2 --save-progress   # before a sitting ends
     nohup nice -n 19 python scripts/carracing_v2.py --run-dir runs/car-v2 --stages c &   # on a fresh clone
 
-Ship the C of the last generation with the new V and M (done at generation 250, about 800; again when the
-mean's score on unseen tracks passes a milestone, 850, then 900): fp16 weights, the learning curve, and a model card with the compute spent and the score
-of the stored weights on 100 unseen tracks (a few minutes on 2 cores):
+Ship the C of the last generation with the new V and M (done at generation 250, 806; again when the mean's
+score on unseen tracks passes a milestone, 850, then 900): fp16 weights, the learning curve, and a model card
+with the compute spent and the score of the stored weights on 100 unseen tracks (a few minutes on 2 cores):
 
     python scripts/carracing_v2.py --run-dir runs/car-v2 --ship pretrained/carracing
 """

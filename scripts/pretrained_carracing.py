@@ -1,6 +1,6 @@
-"""How pretrained/carracing-v1, the first shipped CarRacing agent, was trained: the pipeline's stages with the paper's models and a
-data/training budget that fits a 2-core CPU over several sittings. Every stage resumes: rerun the same
-command after an interrupt, or with a larger --generations to continue CMA-ES.
+"""How pretrained/carracing-v1, the first shipped CarRacing agent, was trained: the pipeline's stages with the
+paper's models and a data/training budget that fits a 2-core CPU over several sittings. Every stage resumes:
+rerun the same command after an interrupt, or with a larger --generations to continue CMA-ES.
 
     python scripts/pretrained_carracing.py --run-dir runs/car-v1 --generations 60
     python -m wmlib export --env carracing --run-dir runs/car-v1 --out pretrained/carracing-v1

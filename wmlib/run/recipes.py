@@ -55,8 +55,8 @@ def shipped_config(env: str, **settings) -> RunConfig:
 
 
 def carracing_v1(generations: int = 60, workers: int = 2) -> RunConfig:
-    """pretrained/carracing-v1, the first shipped agent (its model_card.json): a data and training budget that fits a
-    2-core CPU over several sittings. 240 brownian-policy episodes (the random_weights policy leaves the
+    """pretrained/carracing-v1, the first shipped agent (its model_card.json): a data and training budget that
+    fits a 2-core CPU over several sittings. 240 brownian-policy episodes (the random_weights policy leaves the
     playfield in most episodes), V 1 epoch, M 300 steps of 32 x 999, C (z + h, linear) by CMA-ES in the real
     game, pop 16 x 2 rollouts, episodes of 1,000 steps (the shipped C: 129 generations)."""
     return shipped_config(
@@ -538,7 +538,7 @@ def iterate_doom(cfg: RunConfig, run_dir: Path, src: Path, *, shipped_v: Path, f
         write_json(snap / "round.json", out)  # last: the round is done
 
 
-# CarRacing v2 (work in progress, the "CarRacing solved" issue): a V that sees what the agent sees
+# pretrained/carracing, the second agent (its search goes on toward 900): a V that sees what the agent sees
 
 V2_AGENT_EPISODES, V2_BROWNIAN_EPISODES, V2_HELD_OUT = 600, 400, 20
 V2_SEP_FROM = 105  # the search's generations after this one are sep-CMA-ES (wmlib.cmaes: they resume anywhere)
@@ -559,16 +559,17 @@ V2_RESIZES = ((190, 16, 4, 0.04), (260, 32, 4, 0.04))
 
 def carracing_v2(workers: int = 2, v_epochs: float = 3, m_steps: int = 1500, generations: int = 400) -> RunConfig:
     """pretrained/carracing (model_card.json), the second CarRacing agent: V trained from scratch on 1,000
-    episodes, 600 played by the first shipped agent (pretrained/carracing-v1) with Gaussian noise 0.15 on its actions, so the road and the
-    turns are in view as the agent sees them, and 400 brownian ones; 20 more of each are held out to measure V
-    and M. V `v_epochs` epochs of batch 100 at lr 1e-3; M `m_steps` steps of 32 x 999 on the same 1,000 episodes
-    (lr 1e-3 decaying to 1e-4); C (z + h, linear) by CMA-ES from scratch in the real game, pop 16 x 4 rollouts
-    (4 rank two independent track sets at 0.65, 2 at 0.47: benchmarks/README.md), a training episode ended after
-    100 steps without a new tile (2.6x fewer env-steps from scratch, ranking 0.79 of the full one), the mean
-    scored on 16 tracks every 10 generations. After generation V2_SEP_FROM the search goes on as sep-CMA-ES
-    from its mean and step size there: with 867 parameters and 16 candidates, full CMA-ES's covariance had
-    barely left the identity, and its replay drew other candidates under another eigensolver (wmlib.cmaes).
-    V2_RESIZES then restarts it with its own population, rollouts and floor on the step size."""
+    episodes, 600 played by the first shipped agent (pretrained/carracing-v1) with Gaussian noise 0.15 on its
+    actions, so the road and the turns are in view as the agent sees them, and 400 brownian ones; 20 more of
+    each are held out to measure V and M. V `v_epochs` epochs of batch 100 at lr 1e-3; M `m_steps` steps of 32
+    x 999 on the same 1,000 episodes (lr 1e-3 decaying to 1e-4); C (z + h, linear) by CMA-ES from scratch in
+    the real game, pop 16 x 4 rollouts (4 rank two independent track sets at 0.65, 2 at 0.47:
+    benchmarks/README.md), a training episode ended after 100 steps without a new tile (2.6x fewer env-steps
+    from scratch, ranking 0.79 of the full one), the mean scored on 16 tracks every 10 generations. After
+    generation V2_SEP_FROM the search goes on as sep-CMA-ES from its mean and step size there: with 867
+    parameters and 16 candidates, full CMA-ES's covariance had barely left the identity, and its replay drew
+    other candidates under another eigensolver (wmlib.cmaes). V2_RESIZES then restarts it with its own
+    population, rollouts and floor on the step size."""
     return shipped_config(
         "carracing",
         collect=CollectConfig(episodes=V2_AGENT_EPISODES + V2_HELD_OUT, max_steps=1000, policy="agent",
