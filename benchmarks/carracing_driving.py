@@ -31,7 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-CAP = 1000  # CarRacing's episode cap, in steps
+from wmlib.envs import MAX_STEPS
+
+CAP = MAX_STEPS["carracing"]  # the episode cap, 1,000 steps
 TARGET = 900.0
 OFF_ROAD_STEPS = 50  # steps with all four wheels on the grass that make an unfinished lap "left the road"
 
